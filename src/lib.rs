@@ -1,0 +1,98 @@
+//! # tower-fleet
+//!
+//! The building blocks of a horizontally scalable client (or gateway) as
+//! composable [`tower`] middleware: consistent-hash sharding, load balancing,
+//! circuit breaking, retry and caching. Put them in front of hyper, tonic or
+//! axum clients and get a client that spreads load over a fleet of backends,
+//! keeps every key on the shard that owns it, survives broken and slow
+//! backends, and answers hot reads from cache.
+//!
+//! ## The canonical stack
+//!
+//! ```text
+//! Cache            answers hits without touching the network; one upstream call per key under a stampede
+//!  └ Retry         re-sends transient failures: jittered backoff, bounded by a retry budget
+//!     └ Shard      sends each key to the shard that owns it (consistent hash)
+//!        └ Balance one per shard: spreads its traffic over the shard's replicas, ejects outliers;
+//!                  or fans a request out to several replicas and waits for a quorum
+//!           └ CircuitBreaker   one per replica: an open breaker reports not-ready, so Balance skips it
+//!              └ tower::timeout::Timeout → the transport (hyper, tonic, a channel, ...)
+//! ```
+//!
+//! The stack fans out (one balancer per shard, one breaker per replica), so it
+//! is not one `ServiceBuilder` chain. Each layer also works alone around any
+//! suitable service. The layers meet through small shared types rather than
+//! through each other: [`key`] (what a request's key is and how it hashes),
+//! [`classify`] (what counts as a failure), [`signal`] (health, "unavailable,
+//! retry after", deadlines, attempt marks), [`clock`] (injectable time) and
+//! [`config`] (validated, serde-friendly configuration).
+//!
+//! ## What exists today
+//!
+//! The [`shard`] layer, with Maglev and ring placement:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Service, ServiceExt};
+//! use tower_fleet::key::Key;
+//! use tower_fleet::shard::{Member, Shard};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_fleet::BoxError> {
+//! let node = |name: &'static str| service_fn(move |key: String| async move {
+//!     Ok::<_, Infallible>(format!("{name} owns {key}"))
+//! });
+//! let mut fleet = Shard::builder()
+//!     .key(|req: &String| Some(Key::from(req.as_str())))
+//!     .members(["shard-a", "shard-b", "shard-c"].map(|n| Member::new(n, node(n))))
+//!     .build()?;
+//!
+//! for key in ["user:1", "user:2", "user:3"] {
+//!     let answer = fleet.ready().await?.call(key.to_string()).await?;
+//!     let owner = fleet.handle().route(key.as_bytes()).unwrap();
+//!     assert_eq!(answer, format!("{owner} owns {key}"));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Guarantees that hold everywhere
+//!
+//! - Keys hash stably: routing agrees across processes, machines, platforms
+//!   and crate versions (see [`key`]).
+//! - Bad input (invalid configuration, empty membership, a request without a
+//!   key) is a typed error, never a panic or a hang.
+//! - Routers are ready without waiting on every inner service; every wait is
+//!   bounded by a configured limit and the request's deadline.
+//! - Hot paths take no lock; membership changes rebuild immutable tables off
+//!   the request path.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod classify;
+pub mod clock;
+pub mod config;
+pub mod key;
+pub mod shard;
+pub mod signal;
+
+/// The boxed error type the layers accept from inner services.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A constructor that starts a background task was called outside a tokio
+/// runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} needs a tokio runtime: call it from within one")]
+pub struct NoRuntime {
+    what: &'static str,
+}
+
+impl NoRuntime {
+    pub(crate) fn new(what: &'static str) -> NoRuntime {
+        NoRuntime { what }
+    }
+}
+
+pub use classify::{Classify, Outcome};
+pub use clock::Clock;
+pub use config::{ConfigError, Validate};
+pub use key::{Key, KeyFn, KeyHasher};
+pub use shard::{Shard, ShardConfig, ShardError, ShardLayer};
