@@ -57,7 +57,11 @@ impl Ticks {
     pub fn from_instant(at: Instant) -> Ticks {
         let at = at.into_std();
         let e = epoch();
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).min(BIAS - 1);
+        let nanos = |d: Duration| {
+            u64::try_from(d.as_nanos())
+                .unwrap_or(u64::MAX)
+                .min(BIAS - 1)
+        };
         if at >= e {
             Ticks(BIAS + nanos(at - e))
         } else {
@@ -71,13 +75,14 @@ impl Ticks {
         if self.0 >= BIAS {
             e + Duration::from_nanos(self.0 - BIAS)
         } else {
-            e.checked_sub(Duration::from_nanos(BIAS - self.0)).unwrap_or(e)
+            e.checked_sub(Duration::from_nanos(BIAS - self.0))
+                .unwrap_or(e)
         }
     }
 
     /// These ticks moved forward by `d` (saturating).
     #[must_use]
-    pub fn add(self, d: Duration) -> Ticks {
+    pub fn plus(self, d: Duration) -> Ticks {
         let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Ticks(self.0.saturating_add(n))
     }
@@ -138,7 +143,8 @@ impl Clock {
     ///
     /// Fails with [`NoRuntime`] when called outside a tokio runtime.
     pub fn coarse(resolution: Duration) -> Result<Clock, NoRuntime> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("Clock::coarse"))?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("Clock::coarse"))?;
         let cell = Arc::new(Cell {
             now: AtomicU64::new(Ticks::from_instant(Instant::now()).0),
         });
@@ -150,7 +156,9 @@ impl Clock {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(cell) => cell.now.store(Ticks::from_instant(Instant::now()).0, Ordering::Relaxed),
+                    Some(cell) => cell
+                        .now
+                        .store(Ticks::from_instant(Instant::now()).0, Ordering::Relaxed),
                     None => break,
                 }
             }
@@ -213,7 +221,9 @@ impl ManualClock {
         let _ = self
             .cell
             .now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_add(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(n))
+            });
     }
 
     /// The manual time now.
@@ -236,7 +246,7 @@ mod tests {
         let later = Ticks::from_instant(now + Duration::from_secs(3));
         assert_eq!(later.since(t), Duration::from_secs(3));
         assert_eq!(t.since(later), Duration::ZERO);
-        assert_eq!(t.add(Duration::from_secs(3)), later);
+        assert_eq!(t.plus(Duration::from_secs(3)), later);
     }
 
     #[test]

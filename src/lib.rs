@@ -91,6 +91,11 @@ impl NoRuntime {
     }
 }
 
+/// The README's code, compiled and run as a doc test so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};

@@ -14,7 +14,9 @@ use tower_service::Service;
 use super::error::ShardError;
 use super::placement::Placement;
 use super::service::{Core, SlotInfo, Snapshot};
-use crate::signal::{find_unavailable, wait_until, Carrier, DeadlineExceeded, Replay, Unavailable, UnavailableKind};
+use crate::signal::{
+    find_unavailable, wait_until, Carrier, DeadlineExceeded, Replay, Unavailable, UnavailableKind,
+};
 use crate::BoxError;
 
 pin_project! {
@@ -32,7 +34,6 @@ pin_project! {
         svc: Option<S>,
         req: Option<Req>,
         info: Option<Arc<SlotInfo>>,
-        core: Option<Arc<Core<S>>>,
         failover: Option<Failover<S, R, Req>>,
     }
 }
@@ -48,6 +49,7 @@ pin_project! {
 
 /// What a request routed in failover mode needs to move on.
 pub(crate) struct Failover<S, R, Req> {
+    core: Arc<Core<S>>,
     snap: Arc<Snapshot<S>>,
     hash: u64,
     /// The preference list, computed the first time the request moves on.
@@ -78,7 +80,6 @@ where
         svc: S,
         info: Arc<SlotInfo>,
         req: Req,
-        core: Arc<Core<S>>,
         failover: Option<Failover<S, R, Req>>,
     ) -> Self {
         ResponseFuture {
@@ -88,7 +89,6 @@ where
             svc: Some(svc),
             req: Some(req),
             info: Some(info),
-            core: Some(core),
             failover,
         }
     }
@@ -101,7 +101,6 @@ where
             svc: None,
             req: None,
             info: None,
-            core: None,
             failover: None,
         }
     }
@@ -109,19 +108,23 @@ where
 
 impl<S, R, Req> Failover<S, R, Req> {
     /// The next shard of the preference list that is not known unavailable.
-    fn next(&mut self, core: &Core<S>) -> Option<(S, Arc<SlotInfo>)>
+    fn next(&mut self) -> Option<(S, Arc<SlotInfo>)>
     where
         S: Clone,
     {
         let table = self.snap.table.as_ref()?;
         if self.prefs.is_empty() {
-            table.preference_hash(self.hash, core.hops as usize + 1, &mut self.prefs);
+            table.preference_hash(
+                self.hash,
+                self.core.settings.hops as usize + 1,
+                &mut self.prefs,
+            );
         }
         while self.pos + 1 < self.prefs.len() {
             self.pos += 1;
             let slot = &self.snap.slots[self.prefs[self.pos]];
-            if core.unavailable(&slot.info).is_none() {
-                core.stats.failovers.inc();
+            if slot.info.unavailable().is_none() {
+                self.core.stats.failovers.inc();
                 slot.info.stats.requests.inc();
                 tracing::debug!(shard = %slot.info.id, hop = self.pos, "request sent on along the preference list");
                 return Some((slot.service.clone(), slot.info.clone()));
@@ -147,10 +150,11 @@ where
     };
     let owner = table.route_hash(hash);
     let owner_slot = &snap.slots[owner];
-    let first = core.unavailable(&owner_slot.info);
+    let first = owner_slot.info.unavailable();
     let owner_info = owner_slot.info.clone();
     let owner_svc = owner_slot.service.clone();
     let mut failover = Failover {
+        core,
         snap: snap.clone(),
         hash,
         prefs: Vec::new(),
@@ -159,11 +163,11 @@ where
         spare: None,
     };
     match first {
-        None => ResponseFuture::new(owner_svc, owner_info, req, core, Some(failover)),
-        Some(err) => match failover.next(&core) {
+        None => ResponseFuture::new(owner_svc, owner_info, req, Some(failover)),
+        Some(err) => match failover.next() {
             Some((svc, info)) => {
                 owner_info.stats.failovers_away.inc();
-                ResponseFuture::new(svc, info, req, core, Some(failover))
+                ResponseFuture::new(svc, info, req, Some(failover))
             }
             None => ResponseFuture::failed(err),
         },
@@ -187,8 +191,7 @@ where
                     return Poll::Ready(Err(err.take().unwrap_or(ShardError::NoShards)));
                 }
                 StateProj::Waiting => {
-                    let (Some(svc), Some(info), Some(core)) = (this.svc.as_mut(), this.info.as_ref(), this.core.as_ref())
-                    else {
+                    let (Some(svc), Some(info)) = (this.svc.as_mut(), this.info.as_ref()) else {
                         return Poll::Ready(Err(ShardError::NoShards));
                     };
                     match svc.poll_ready(cx) {
@@ -197,7 +200,7 @@ where
                                 return Poll::Ready(Err(ShardError::NoShards));
                             };
                             if let Some(f) = this.failover.as_mut() {
-                                if (f.pos as u32) < core.hops {
+                                if (f.pos as u32) < info.settings.hops {
                                     f.spare = f.replay.replay(&req);
                                 }
                             }
@@ -214,9 +217,10 @@ where
                         }
                         Poll::Pending => {
                             if this.sleep.is_none() {
-                                let now = core.clock.now();
+                                let settings = &info.settings;
+                                let now = settings.clock.now();
                                 let deadline = this.req.as_ref().and_then(Carrier::deadline);
-                                let until = wait_until(now, core.ready_timeout, deadline);
+                                let until = wait_until(now, settings.ready_timeout, deadline);
                                 *this.waits_for_deadline = deadline == Some(until);
                                 this.sleep.set(Some(tokio::time::sleep_until(until)));
                             }
@@ -234,15 +238,19 @@ where
                             } else {
                                 info.stats.not_ready_timeouts.inc();
                                 tracing::debug!(shard = %info.id, "shard not ready within ready_timeout");
-                                let retry_after = info.health.as_ref().and_then(|h| h.retry_after(Instant::now()));
+                                let retry_after = info
+                                    .health
+                                    .as_ref()
+                                    .and_then(|h| h.retry_after(Instant::now()));
                                 ShardError::Unavailable {
                                     shard: info.id.clone(),
-                                    signal: Unavailable::new(UnavailableKind::NotReady).with_retry_after(retry_after),
+                                    signal: Unavailable::new(UnavailableKind::NotReady)
+                                        .with_retry_after(retry_after),
                                 }
                             };
                             this.sleep.set(None);
                             let moved_on = !*this.waits_for_deadline
-                                && move_on(this.failover, core, this.svc, this.info, None);
+                                && move_on(this.failover, this.svc, this.info, None);
                             if !moved_on {
                                 this.state.set(State::Failed { err: Some(err) });
                             }
@@ -255,7 +263,7 @@ where
                         Ok(response) => return Poll::Ready(Ok(response)),
                         Err(e) => e.into(),
                     };
-                    let (Some(info), Some(core)) = (this.info.as_ref(), this.core.as_ref()) else {
+                    let Some(info) = this.info.as_ref() else {
                         return Poll::Ready(Err(ShardError::NoShards));
                     };
                     let shard = info.id.clone();
@@ -266,7 +274,7 @@ where
                         _ => None,
                     };
                     if let Some(spare) = spare {
-                        if move_on(this.failover, core, this.svc, this.info, Some((spare, this.req))) {
+                        if move_on(this.failover, this.svc, this.info, Some((spare, this.req))) {
                             this.state.set(State::Waiting);
                             continue;
                         }
@@ -282,7 +290,6 @@ where
 /// Returns `false` when there is none (or no failover).
 fn move_on<S: Clone, R, Req>(
     failover: &mut Option<Failover<S, R, Req>>,
-    core: &Core<S>,
     svc: &mut Option<S>,
     info: &mut Option<Arc<SlotInfo>>,
     request: Option<(Req, &mut Option<Req>)>,
@@ -290,7 +297,7 @@ fn move_on<S: Clone, R, Req>(
     let Some(f) = failover.as_mut() else {
         return false;
     };
-    let Some((next_svc, next_info)) = f.next(core) else {
+    let Some((next_svc, next_info)) = f.next() else {
         return false;
     };
     if let Some(old) = info.as_ref() {

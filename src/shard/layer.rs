@@ -13,7 +13,7 @@ use super::config::{PlacementConfig, ShardConfig};
 use super::error::{PlacementError, ShardBuildError};
 use super::handle::{Member, ShardHandle};
 use super::placement::ShardSpec;
-use super::service::{Core, CoreStats, HealthOf, Shard, Snapshot};
+use super::service::{Core, CoreStats, HealthOf, Settings, Shard, Snapshot};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Validate};
 use crate::key::{Identity, Key, KeyHasher};
@@ -195,7 +195,10 @@ impl<S, K, R> ShardBuilder<S, K, R> {
     /// How to find the health signal of a shard's service, for shards added
     /// without one (by discovery, say).
     #[must_use]
-    pub fn health_from(self, f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static) -> Self {
+    pub fn health_from(
+        self,
+        f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static,
+    ) -> Self {
         self.health_from_arc(Arc::new(f))
     }
 
@@ -244,7 +247,11 @@ impl<S, K, R> ShardBuilder<S, K, R> {
         self.config.validate().map_err(PlacementError::from)?;
         let hasher = match self.hasher {
             Some(h) => h,
-            None => self.config.hasher.build().map_err(|e| PlacementError::from(e.within("hasher")))?,
+            None => self
+                .config
+                .hasher
+                .build()
+                .map_err(|e| PlacementError::from(e.within("hasher")))?,
         };
         if self.members.is_empty() && self.discover.is_none() {
             return Err(PlacementError::Empty.into());
@@ -256,22 +263,25 @@ impl<S, K, R> ShardBuilder<S, K, R> {
         if let Some(start) = self.discover {
             start(&core)?;
         }
-        Ok(Shard {
-            core,
-            key_fn: Arc::new(self.key_fn),
-            replay: self.replay,
-        })
+        Ok(Shard::from_parts(core, Arc::new(self.key_fn), self.replay))
     }
 }
 
-fn new_core<S>(config: &ShardConfig, hasher: KeyHasher, clock: Clock, health_of: Option<HealthOf<S>>) -> Core<S> {
+fn new_core<S>(
+    config: &ShardConfig,
+    hasher: KeyHasher,
+    clock: Clock,
+    health_of: Option<HealthOf<S>>,
+) -> Core<S> {
     Core {
-        snapshot: ArcSwap::from_pointee(Snapshot::empty(None)),
+        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty(None))),
         placement: config.placement.clone(),
         hasher,
-        hops: config.hops,
-        ready_timeout: config.ready_timeout,
-        clock,
+        settings: Arc::new(Settings {
+            hops: config.hops,
+            ready_timeout: config.ready_timeout,
+            clock,
+        }),
         membership: Mutex::new(BTreeMap::new()),
         health_of,
         stats: CoreStats::default(),
@@ -320,7 +330,9 @@ impl<K, R: Clone> Clone for ShardLayer<K, R> {
 
 impl<K, R> fmt::Debug for ShardLayer<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ShardLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,7 +391,10 @@ impl<K, R> ShardLayer<K, R> {
     }
 
     /// A shard over `members`, or the reason they cannot be placed.
-    pub fn try_layer<S: Clone>(&self, members: Vec<Member<S>>) -> Result<Shard<S, K, R>, PlacementError>
+    pub fn try_layer<S: Clone>(
+        &self,
+        members: Vec<Member<S>>,
+    ) -> Result<Shard<S, K, R>, PlacementError>
     where
         R: Clone,
     {
@@ -395,7 +410,12 @@ impl<K, R> ShardLayer<K, R> {
     where
         R: Clone,
     {
-        let core = Arc::new(new_core(&self.config, self.hasher.clone(), self.clock.clone(), None));
+        let core = Arc::new(new_core(
+            &self.config,
+            self.hasher.clone(),
+            self.clock.clone(),
+            None,
+        ));
         let result = if members.is_empty() {
             Err(PlacementError::Empty)
         } else {
@@ -404,11 +424,7 @@ impl<K, R> ShardLayer<K, R> {
         if let Err(e) = result {
             core.snapshot.store(Arc::new(Snapshot::empty(Some(e))));
         }
-        Shard {
-            core,
-            key_fn: self.key_fn.clone(),
-            replay: self.replay.clone(),
-        }
+        Shard::from_parts(core, self.key_fn.clone(), self.replay.clone())
     }
 }
 

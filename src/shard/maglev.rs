@@ -35,10 +35,11 @@ const EMPTY: u16 = u16::MAX;
 ///   fleet's identity. Give it at least 100 slots per shard for even balance.
 /// - The table is built from the shards sorted by id, so it does not depend on
 ///   the order in which they were added.
-/// - One removal or addition moves a little more than the optimal share of
-///   keys (the tests of this crate bound it); unlike the ring, the second entry
-///   of a preference list is **not** promised to be where a key goes when its
-///   owner is removed.
+/// - One removal or addition moves more than the optimal share of keys, and
+///   the excess grows with the shard count: about 1.03x the optimum at 10
+///   shards, 1.6x at 100, 6x at 500 (BENCHMARKS.md; the tests bound it).
+///   Unlike the ring, the second entry of a preference list is **not**
+///   promised to be where a key goes when its owner is removed.
 /// - The preference list walks the table from the key's slot and collects
 ///   distinct shards in the order it meets them.
 ///
@@ -77,7 +78,11 @@ pub(crate) fn check_table_size(table_size: u32) -> Result<(), ConfigError> {
         ));
     }
     if !is_prime(table_size) {
-        return Err(ConfigError::new("table_size", table_size, "must be a prime number"));
+        return Err(ConfigError::new(
+            "table_size",
+            table_size,
+            "must be a prime number",
+        ));
     }
     Ok(())
 }
@@ -99,7 +104,11 @@ fn is_prime(n: u32) -> bool {
 impl Maglev {
     /// Builds the table of size `table_size` (a prime, at least the number of
     /// shards) for `shards`.
-    pub fn build(table_size: u32, hasher: KeyHasher, shards: &[ShardSpec]) -> Result<Maglev, PlacementError> {
+    pub fn build(
+        table_size: u32,
+        hasher: KeyHasher,
+        shards: &[ShardSpec],
+    ) -> Result<Maglev, PlacementError> {
         check_table_size(table_size)?;
         let shards = sorted_members(shards)?;
         let m = table_size as usize;
@@ -110,7 +119,11 @@ impl Maglev {
             });
         }
         let mut table = vec![EMPTY; m].into_boxed_slice();
-        let max_weight = shards.iter().map(|s| u64::from(s.weight)).max().unwrap_or(1);
+        let max_weight = shards
+            .iter()
+            .map(|s| u64::from(s.weight))
+            .max()
+            .unwrap_or(1);
         // Per shard: the next slot of its permutation, its step, and its turn target.
         let mut next: Vec<u64> = Vec::with_capacity(shards.len());
         let mut skip: Vec<u64> = Vec::with_capacity(shards.len());
@@ -150,7 +163,11 @@ impl Maglev {
             }
             round += 1;
         }
-        Ok(Maglev { shards, hasher, table })
+        Ok(Maglev {
+            shards,
+            hasher,
+            table,
+        })
     }
 
     /// The table size `M`.
@@ -217,16 +234,21 @@ mod tests {
 
     #[test]
     fn every_shard_gets_its_weighted_share_of_slots() {
-        let shards: Vec<_> = (0..10).map(|i| ShardSpec::new(format!("s{i}")).weight(1 + (i % 2))).collect();
+        let shards: Vec<_> = (0..10)
+            .map(|i| ShardSpec::new(format!("s{i}")).weight(1 + (i % 2)))
+            .collect();
         let t = Maglev::build(65_537, KeyHasher::default(), &shards).unwrap();
-        let mut counts = vec![0usize; 10];
+        let mut counts = [0usize; 10];
         for &s in t.table.iter() {
             counts[usize::from(s)] += 1;
         }
         // weights 1 and 2 alternate: 15 units, 4369 slots a unit
         for (i, c) in counts.iter().enumerate() {
             let expect = 65_537.0 / 15.0 * (1 + (i % 2)) as f64;
-            assert!((*c as f64 - expect).abs() <= 2.0, "shard {i}: {c} slots, expected {expect}");
+            assert!(
+                (*c as f64 - expect).abs() <= 2.0,
+                "shard {i}: {c} slots, expected {expect}"
+            );
         }
     }
 

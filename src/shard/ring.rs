@@ -34,12 +34,19 @@ pub const MAX_POINTS: u64 = 1 << 24;
 pub struct HashRing {
     shards: Vec<ShardSpec>,
     hasher: KeyHasher,
+    /// The sorted points, then `PAD` sentinels (`u64::MAX`) so that a lookup
+    /// can compare four points at a time without a bounds branch.
     points: Box<[u64]>,
+    /// The owner of each point, then `PAD` copies of the first owner (the
+    /// ring wraps around).
     owners: Box<[u16]>,
     /// `index[b]` is the first point whose top bits are at least `b`.
     index: Box<[u32]>,
     shift: u32,
+    len: usize,
 }
+
+const PAD: usize = 4;
 
 impl fmt::Debug for HashRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,7 +72,11 @@ pub(crate) fn check_points_per_weight(points_per_weight: u32) -> Result<(), Conf
 
 impl HashRing {
     /// Builds a ring with `points_per_weight` points per unit of weight.
-    pub fn build(points_per_weight: u32, hasher: KeyHasher, shards: &[ShardSpec]) -> Result<HashRing, PlacementError> {
+    pub fn build(
+        points_per_weight: u32,
+        hasher: KeyHasher,
+        shards: &[ShardSpec],
+    ) -> Result<HashRing, PlacementError> {
         check_points_per_weight(points_per_weight)?;
         let shards = sorted_members(shards)?;
         let total: u64 = shards
@@ -85,21 +96,29 @@ impl HashRing {
         }
         // Ties (equal point hashes) go to the shard with the smaller id.
         pairs.sort_unstable();
-        let points: Box<[u64]> = pairs.iter().map(|p| p.0).collect();
-        let owners: Box<[u16]> = pairs.iter().map(|p| p.1).collect();
+        let len = pairs.len();
+        let first_owner = pairs.first().map_or(0, |p| p.1);
+        let points: Box<[u64]> = pairs.iter().map(|p| p.0).chain([u64::MAX; PAD]).collect();
+        let owners: Box<[u16]> = pairs
+            .iter()
+            .map(|p| p.1)
+            .chain([first_owner; PAD])
+            .collect();
         // About one point per index bucket.
-        let bits = (64 - (points.len() as u64).leading_zeros()).saturating_sub(1).clamp(1, 22);
+        let bits = (64 - (len as u64).leading_zeros())
+            .saturating_sub(1)
+            .clamp(1, 22);
         let shift = 64 - bits;
         let buckets = 1usize << bits;
         let mut index = vec![0u32; buckets + 1];
         let mut p = 0usize;
         for (b, slot) in index.iter_mut().enumerate().take(buckets) {
-            while p < points.len() && ((points[p] >> shift) as usize) < b {
+            while p < len && ((points[p] >> shift) as usize) < b {
                 p += 1;
             }
             *slot = p as u32;
         }
-        index[buckets] = points.len() as u32;
+        index[buckets] = len as u32;
         Ok(HashRing {
             shards,
             hasher,
@@ -107,27 +126,35 @@ impl HashRing {
             owners,
             index: index.into_boxed_slice(),
             shift,
+            len,
         })
     }
 
     /// The number of points on the ring.
     pub fn points(&self) -> usize {
-        self.points.len()
+        self.len
     }
 
-    /// The position of the first point at or after `hash`, wrapping.
+    /// The index of the first point at or after `hash`, or `len` when there is
+    /// none (the ring wraps to point 0, whose owner the padding repeats).
+    ///
+    /// Points in later index buckets are all above `hash`, so the scan needs no
+    /// end: it counts the points below `hash` four at a time (the points are
+    /// sorted, so the count is the length of the prefix below `hash`) without
+    /// a data-dependent branch, which keeps random keys from mispredicting.
     #[inline]
-    fn position(&self, hash: u64) -> usize {
-        let b = (hash >> self.shift) as usize;
-        let mut i = self.index[b] as usize;
-        let end = self.index[b + 1] as usize;
-        while i < end && self.points[i] < hash {
-            i += 1;
-        }
-        if i == self.points.len() {
-            0
-        } else {
-            i
+    fn first_at_or_after(&self, hash: u64) -> usize {
+        let mut i = self.index[(hash >> self.shift) as usize] as usize;
+        loop {
+            let p = &self.points[i..i + PAD];
+            let below = usize::from(p[0] < hash)
+                + usize::from(p[1] < hash)
+                + usize::from(p[2] < hash)
+                + usize::from(p[3] < hash);
+            i += below;
+            if below < PAD {
+                return i;
+            }
         }
     }
 }
@@ -143,14 +170,14 @@ impl Placement for HashRing {
 
     #[inline]
     fn route_hash(&self, hash: u64) -> usize {
-        usize::from(self.owners[self.position(hash)])
+        usize::from(self.owners[self.first_at_or_after(hash)])
     }
 
     fn preference_hash(&self, hash: u64, n: usize, out: &mut Vec<usize>) {
         out.clear();
         let want = n.min(self.shards.len());
-        let len = self.points.len();
-        let start = self.position(hash);
+        let len = self.len;
+        let start = self.first_at_or_after(hash) % len;
         for step in 0..len {
             if out.len() == want {
                 return;
@@ -173,17 +200,24 @@ mod tests {
     use super::*;
 
     fn linear_owner(ring: &HashRing, hash: u64) -> usize {
-        let i = ring.points.iter().position(|&p| p >= hash).unwrap_or(0);
+        let i = ring.points[..ring.len]
+            .iter()
+            .position(|&p| p >= hash)
+            .unwrap_or(0);
         usize::from(ring.owners[i])
     }
 
     #[test]
     fn the_index_agrees_with_a_linear_search() {
-        let shards: Vec<_> = (0..37).map(|i| ShardSpec::new(format!("node-{i}")).weight(1 + i % 3)).collect();
+        let shards: Vec<_> = (0..37)
+            .map(|i| ShardSpec::new(format!("node-{i}")).weight(1 + i % 3))
+            .collect();
         let ring = HashRing::build(40, KeyHasher::default(), &shards).unwrap();
         let mut h = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
-            h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            h = h
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             assert_eq!(ring.route_hash(h), linear_owner(&ring, h));
         }
         // the extremes wrap around
@@ -196,7 +230,12 @@ mod tests {
 
     #[test]
     fn weights_add_points() {
-        let ring = HashRing::build(10, KeyHasher::default(), &[ShardSpec::new("a").weight(3), ShardSpec::new("b")]).unwrap();
+        let ring = HashRing::build(
+            10,
+            KeyHasher::default(),
+            &[ShardSpec::new("a").weight(3), ShardSpec::new("b")],
+        )
+        .unwrap();
         assert_eq!(ring.points(), 40);
     }
 }

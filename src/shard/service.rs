@@ -17,7 +17,9 @@ use super::future::ResponseFuture;
 use super::placement::{Placement, PlacementTable, ShardId, ShardSpec};
 use crate::clock::Clock;
 use crate::key::{Identity, KeyFn, KeyHasher};
-use crate::signal::{Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind};
+use crate::signal::{
+    Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind,
+};
 use crate::BoxError;
 
 /// Routes each request to the service of the shard that owns the request's key.
@@ -38,16 +40,34 @@ use crate::BoxError;
 ///   replayed) passes the request on along the preference list.
 pub struct Shard<S, K = Identity, R = NoReplay> {
     pub(crate) core: Arc<Core<S>>,
+    /// This clone's view of the current table: a pointer comparison per call
+    /// instead of a shared atomic operation.
+    pub(crate) table: SnapshotCache<S>,
     pub(crate) key_fn: Arc<K>,
     pub(crate) replay: R,
 }
+
+pub(crate) type SnapshotCache<S> = arc_swap::Cache<Arc<ArcSwap<Snapshot<S>>>, Arc<Snapshot<S>>>;
 
 impl<S, K, R: Clone> Clone for Shard<S, K, R> {
     fn clone(&self) -> Self {
         Shard {
             core: self.core.clone(),
+            table: self.table.clone(),
             key_fn: self.key_fn.clone(),
             replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<S, K, R> Shard<S, K, R> {
+    pub(crate) fn from_parts(core: Arc<Core<S>>, key_fn: Arc<K>, replay: R) -> Self {
+        let table = arc_swap::Cache::new(core.snapshot.clone());
+        Shard {
+            core,
+            table,
+            key_fn,
+            replay,
         }
     }
 }
@@ -58,20 +78,18 @@ impl<S, K, R> fmt::Debug for Shard<S, K, R> {
         f.debug_struct("Shard")
             .field("shards", &snap.slots.len())
             .field("placement", &self.core.placement)
-            .field("hops", &self.core.hops)
-            .field("ready_timeout", &self.core.ready_timeout)
+            .field("hops", &self.core.settings.hops)
+            .field("ready_timeout", &self.core.settings.ready_timeout)
             .finish()
     }
 }
 
 /// What all clones of a `Shard` (and its handle) share.
 pub(crate) struct Core<S> {
-    pub(crate) snapshot: ArcSwap<Snapshot<S>>,
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot<S>>>,
     pub(crate) placement: PlacementConfig,
     pub(crate) hasher: KeyHasher,
-    pub(crate) hops: u32,
-    pub(crate) ready_timeout: Duration,
-    pub(crate) clock: Clock,
+    pub(crate) settings: Arc<Settings>,
     /// The authoritative membership, changed only under this lock (rare path).
     pub(crate) membership: Mutex<BTreeMap<ShardId, Entry<S>>>,
     pub(crate) health_of: Option<HealthOf<S>>,
@@ -104,11 +122,19 @@ pub(crate) struct Slot<S> {
     pub(crate) info: Arc<SlotInfo>,
 }
 
-/// What a response future needs to know about its shard.
+/// The settings a response future needs, shared by every shard.
+pub(crate) struct Settings {
+    pub(crate) hops: u32,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) clock: Clock,
+}
+
+/// What a response future needs to know about its shard (one `Arc` clone per call).
 pub(crate) struct SlotInfo {
     pub(crate) id: ShardId,
     pub(crate) health: Option<HealthSignal>,
     pub(crate) stats: Arc<SlotStats>,
+    pub(crate) settings: Arc<Settings>,
 }
 
 #[derive(Default)]
@@ -166,19 +192,23 @@ impl<S> Core<S> {
             }
         }
     }
+}
 
-    /// `Some(error)` when the slot's health says it is unavailable now.
+impl SlotInfo {
+    /// `Some(error)` when the shard's health says it is unavailable now.
     #[inline]
-    pub(crate) fn unavailable(&self, info: &SlotInfo) -> Option<ShardError> {
-        let health = info.health.as_ref()?;
-        match health.health(&self.clock) {
+    pub(crate) fn unavailable(&self) -> Option<ShardError> {
+        let health = self.health.as_ref()?;
+        let clock = &self.settings.clock;
+        match health.health(clock) {
             Health::Available => None,
             Health::Unavailable { until } => {
-                info.stats.unavailable.inc();
-                let retry_after = until.map(|u| u.saturating_duration_since(self.clock.now()));
+                self.stats.unavailable.inc();
+                let retry_after = until.map(|u| u.saturating_duration_since(clock.now()));
                 Some(ShardError::Unavailable {
-                    shard: info.id.clone(),
-                    signal: Unavailable::new(UnavailableKind::NoneAvailable).with_retry_after(retry_after),
+                    shard: self.id.clone(),
+                    signal: Unavailable::new(UnavailableKind::NoneAvailable)
+                        .with_retry_after(retry_after),
                 })
             }
         }
@@ -187,7 +217,10 @@ impl<S> Core<S> {
 
 impl<S: Clone> Core<S> {
     /// Builds a snapshot of `members` and swaps it in.
-    pub(crate) fn publish(&self, members: &BTreeMap<ShardId, Entry<S>>) -> Result<(), PlacementError> {
+    pub(crate) fn publish(
+        &self,
+        members: &BTreeMap<ShardId, Entry<S>>,
+    ) -> Result<(), PlacementError> {
         if members.is_empty() {
             self.snapshot.store(Arc::new(Snapshot::empty(None)));
             return Ok(());
@@ -254,6 +287,7 @@ impl<S: Clone> Core<S> {
                 id: spec.id.clone(),
                 health,
                 stats,
+                settings: self.settings.clone(),
             }),
             spec,
             service,
@@ -281,9 +315,9 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let core = &self.core;
-        let snap = core.snapshot.load();
+        let snap = self.table.load();
         let Some(table) = &snap.table else {
-            return ResponseFuture::failed(core.no_table_error(&snap));
+            return ResponseFuture::failed(core.no_table_error(snap));
         };
         let hash = match self.key_fn.key(&req) {
             Some(key) => table.hasher().hash_key(&key),
@@ -295,15 +329,14 @@ where
         let owner = table.route_hash(hash);
         let slot = &snap.slots[owner];
         slot.info.stats.requests.inc();
-        if core.hops == 0 {
-            if let Some(err) = core.unavailable(&slot.info) {
+        if core.settings.hops == 0 {
+            if let Some(err) = slot.info.unavailable() {
                 return ResponseFuture::failed(err);
             }
-            return ResponseFuture::new(slot.service.clone(), slot.info.clone(), req, core.clone(), None);
+            return ResponseFuture::new(slot.service.clone(), slot.info.clone(), req, None);
         }
         // Failover mode: keep the table this request was routed with, so every
         // hop follows one preference list.
-        let snap = arc_swap::Guard::into_inner(snap);
-        super::future::failover_call(core.clone(), snap, hash, self.replay.clone(), req)
+        super::future::failover_call(core.clone(), snap.clone(), hash, self.replay.clone(), req)
     }
 }
