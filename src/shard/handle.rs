@@ -75,7 +75,10 @@ impl<S> fmt::Debug for Member<S> {
 /// membership (zero weight, a table smaller than the shard count) is refused
 /// with a [`PlacementError`] and changes nothing.
 ///
-/// A handle keeps the shard's state (and its discovery worker) alive.
+/// A handle keeps the shard's state (and its discovery worker) alive. Each
+/// clone of the `Shard` caches the table it last routed with and picks up a
+/// new one on its next request, so an idle clone keeps the previous table (and
+/// the services of shards removed since) alive until then.
 pub struct ShardHandle<S> {
     pub(crate) core: Arc<Core<S>>,
 }
