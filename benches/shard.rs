@@ -1,6 +1,7 @@
-//! Shard benches: placement lookups (key hash included) against the `hashring`
-//! crate and against the key hash alone, Maglev's build time, and the `Shard`
-//! service's per-call overhead over a bare ready service.
+//! Shard benches: placement lookups (key hash included) for every algorithm,
+//! against the key hash alone, the `hashring` and `rendezvous_hash` crates and
+//! a plain jump function; Maglev's build time; and the `Shard` service's
+//! per-call overhead over a bare ready service.
 //!
 //! ```text
 //! cargo bench --bench shard
@@ -21,7 +22,8 @@ use rand::{Rng, SeedableRng};
 use tower::Service;
 use tower_fleet::key::{Key, KeyHasher};
 use tower_fleet::shard::{
-    Maglev, Member, Placement, PlacementConfig, PlacementTable, Shard, ShardSpec,
+    LogEntry, Maglev, Member, Memento, Placement, PlacementConfig, PlacementTable, Shard, ShardId,
+    ShardSpec,
 };
 
 const SIZES: [usize; 3] = [10, 100, 1000];
@@ -64,33 +66,118 @@ fn hashring_crate(n: usize) -> hashring::HashRing<VNode> {
     ring
 }
 
-fn tables(n: usize) -> [(&'static str, PlacementTable); 2] {
+/// Every placement over `n` shards, by bench name.
+fn tables(n: usize) -> Vec<(&'static str, PlacementTable)> {
     let members = shards(n);
-    let build = |c: PlacementConfig| {
-        c.build(KeyHasher::default(), &members)
-            .expect("valid membership")
+    let weighted: Vec<ShardSpec> = members
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.clone().weight(1 + (i % 2) as u32))
+        .collect();
+    let build = |c: PlacementConfig, m: &[ShardSpec]| {
+        c.build(KeyHasher::default(), m).expect("valid membership")
     };
-    [
-        ("maglev", build(PlacementConfig::maglev(65_537))),
-        ("ring", build(PlacementConfig::ring(160))),
+    // Memento with 10% of its shards removed: every tenth of n leaves.
+    let ids: Vec<ShardId> = members.iter().map(|s| s.id.clone()).collect();
+    let mut log: Vec<LogEntry> = ids.iter().cloned().map(LogEntry::Add).collect();
+    log.extend(ids.iter().step_by(10).cloned().map(LogEntry::Remove));
+    let memento = Memento::from_log(KeyHasher::default(), &log).expect("valid log");
+    vec![
+        ("maglev", build(PlacementConfig::maglev(65_537), &members)),
+        ("ring", build(PlacementConfig::ring(160), &members)),
+        ("rendezvous", build(PlacementConfig::rendezvous(), &members)),
+        (
+            "rendezvous-weighted",
+            build(PlacementConfig::rendezvous(), &weighted),
+        ),
+        ("jump", build(PlacementConfig::jump(), &members)),
+        (
+            "memento",
+            build(PlacementConfig::memento(Vec::new()), &members),
+        ),
+        ("memento-10pct-removed", PlacementTable::Memento(memento)),
     ]
+}
+
+/// The textbook jump consistent hash (Lamping and Veach), as the anchor.
+fn plain_jump(mut key: u64, buckets: i64) -> i64 {
+    let (mut b, mut j) = (-1i64, 0i64);
+    while j < buckets {
+        b = j;
+        key = key.wrapping_mul(2862933555777941757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1i64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b
+}
+
+type Node = rendezvous_hash::IdNode<String>;
+type RendezvousCrate = rendezvous_hash::RendezvousNodes<Node, rendezvous_hash::DefaultNodeHasher>;
+type RendezvousCrateWeighted = rendezvous_hash::RendezvousNodes<
+    rendezvous_hash::WeightedNode<Node>,
+    rendezvous_hash::DefaultNodeHasher,
+>;
+
+fn rendezvous_crate(n: usize) -> (RendezvousCrate, RendezvousCrateWeighted) {
+    let mut plain = RendezvousCrate::default();
+    let mut weighted = RendezvousCrateWeighted::default();
+    for i in 0..n {
+        plain.insert(Node::new(format!("shard-{i}")));
+        let capacity =
+            rendezvous_hash::Capacity::new(1.0 + (i % 2) as f64).expect("positive capacity");
+        weighted.insert(rendezvous_hash::WeightedNode::new(
+            Node::new(format!("shard-{i}")),
+            capacity,
+        ));
+    }
+    (plain, weighted)
+}
+
+/// Benches every lookup of a group, drawing keys from `next`.
+fn lookups<'k>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: usize,
+    mut next: impl FnMut() -> &'k [u8],
+) {
+    let hasher = KeyHasher::default();
+    g.bench_function("xxh3", |b| b.iter(|| hasher.hash(black_box(next()))));
+    // `n` goes through black_box so the compiler cannot specialise the plain
+    // function for a constant bucket count (the tables read it from memory).
+    g.bench_function("plain-jump", |b| {
+        b.iter(|| plain_jump(hasher.hash(black_box(next())), black_box(n as i64)))
+    });
+    for (name, table) in tables(n) {
+        g.bench_function(name, |b| {
+            b.iter(|| table.route(black_box(next())).as_str().len())
+        });
+    }
+    let ring = hashring_crate(n);
+    g.bench_function("hashring", |b| {
+        b.iter(|| ring.get(&black_box(next())).map(|v| v.shard))
+    });
+    let (plain, weighted) = rendezvous_crate(n);
+    g.bench_function("rendezvous_hash", |b| {
+        b.iter(|| {
+            plain
+                .calc_candidates(&black_box(next()))
+                .next()
+                .map(|s| s.len())
+        })
+    });
+    g.bench_function("rendezvous_hash-weighted", |b| {
+        b.iter(|| {
+            weighted
+                .calc_candidates(&black_box(next()))
+                .next()
+                .map(|s| s.node.len())
+        })
+    });
 }
 
 fn lookup_hot(c: &mut Criterion) {
     let key: &[u8] = b"user:1234567:profile"; // 20 bytes
     for n in SIZES {
         let mut g = c.benchmark_group(format!("shard/lookup-hot/{n}"));
-        let hasher = KeyHasher::default();
-        g.bench_function("xxh3", |b| b.iter(|| hasher.hash(black_box(key))));
-        for (name, table) in tables(n) {
-            g.bench_function(name, |b| {
-                b.iter(|| table.route(black_box(key)).as_str().len())
-            });
-        }
-        let ring = hashring_crate(n);
-        g.bench_function("hashring", |b| {
-            b.iter(|| ring.get(&black_box(key)).map(|v| v.shard))
-        });
+        lookups(&mut g, n, || key);
         g.finish();
     }
 }
@@ -99,21 +186,10 @@ fn lookup_pool(c: &mut Criterion) {
     let keys = pool();
     for n in SIZES {
         let mut g = c.benchmark_group(format!("shard/lookup-pool/{n}"));
-        let hasher = KeyHasher::default();
         let mut i = 0usize;
-        let mut next = || {
+        lookups(&mut g, n, || {
             i = if i + 1 == POOL { 0 } else { i + 1 };
-            &keys[i]
-        };
-        g.bench_function("xxh3", |b| b.iter(|| hasher.hash(black_box(next()))));
-        for (name, table) in tables(n) {
-            g.bench_function(name, |b| {
-                b.iter(|| table.route(black_box(next())).as_str().len())
-            });
-        }
-        let ring = hashring_crate(n);
-        g.bench_function("hashring", |b| {
-            b.iter(|| ring.get(black_box(next())).map(|v| v.shard))
+            &keys[i][..]
         });
         g.finish();
     }

@@ -59,3 +59,11 @@ fn ring_with_160_points_per_shard() {
 fn ring_with_1000_points_per_shard() {
     check(PlacementConfig::ring(1000), [1.05, 1.075, 1.165]);
 }
+
+#[test]
+fn rendezvous_jump_and_memento_stay_near_perfect_bins() {
+    // The goal at 100 shards is 1.035 for each.
+    check(PlacementConfig::rendezvous(), [1.015, 1.035, 1.11]);
+    check(PlacementConfig::jump(), [1.015, 1.035, 1.11]);
+    check(PlacementConfig::memento(Vec::new()), [1.015, 1.035, 1.11]);
+}

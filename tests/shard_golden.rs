@@ -4,7 +4,7 @@
 //! changed for every user, and that is a breaking change.
 
 use tower_fleet::key::{HashSecret, KeyHasher};
-use tower_fleet::shard::{Placement, PlacementConfig, ShardSpec};
+use tower_fleet::shard::{LogEntry, Placement, PlacementConfig, ShardId, ShardSpec};
 
 fn membership() -> Vec<ShardSpec> {
     (0..12)
@@ -13,10 +13,41 @@ fn membership() -> Vec<ShardSpec> {
 }
 
 /// xxh3 of every key's owner id, in key order, one line each.
+/// The same twelve shards, all of weight 1 (for the unweighted algorithms).
+fn unweighted() -> Vec<ShardSpec> {
+    membership().into_iter().map(|s| s.weight(1)).collect()
+}
+
+/// The shards a configuration places: the weighted membership, the
+/// unweighted one for the unweighted algorithms, or what a log leaves.
+fn members_for(config: &PlacementConfig) -> Vec<ShardSpec> {
+    match config {
+        PlacementConfig::Memento { log } if !log.is_empty() => {
+            let mut live: Vec<ShardSpec> = Vec::new();
+            for e in log {
+                match e {
+                    LogEntry::Add(id) => live.push(ShardSpec::new(id.clone())),
+                    LogEntry::Remove(id) => live.retain(|s| &s.id != id),
+                }
+            }
+            live
+        }
+        PlacementConfig::Jump {} | PlacementConfig::Memento { .. } => unweighted(),
+        _ => membership(),
+    }
+}
+
 fn digest(config: &PlacementConfig, hasher: KeyHasher) -> (u64, Vec<String>) {
-    let table = config
-        .build(hasher, &membership())
-        .expect("valid membership");
+    digest_of(config, hasher, &members_for(config))
+}
+
+/// xxh3 of every key's owner id, in key order, one line each.
+fn digest_of(
+    config: &PlacementConfig,
+    hasher: KeyHasher,
+    members: &[ShardSpec],
+) -> (u64, Vec<String>) {
+    let table = config.build(hasher, members).expect("valid membership");
     let mut text = String::new();
     let mut first = Vec::new();
     for i in 0..10_000 {
@@ -83,5 +114,55 @@ fn keyed_hasher_mapping_is_pinned() {
         KeyHasher::siphash13(secret),
         0xa9de_f91a_c16f_54e9,
         ["node-03", "node-01", "node-08", "node-08"],
+    );
+}
+
+#[test]
+fn rendezvous_weighted_is_pinned() {
+    // Weights 2 and 1: the fixed-point logarithm is in the path.
+    check(
+        PlacementConfig::Rendezvous {},
+        KeyHasher::default(),
+        0x9a30_1f13_2ddd_b396,
+        ["node-04", "node-04", "node-03", "node-04"],
+    );
+}
+
+#[test]
+fn rendezvous_unweighted_is_pinned() {
+    let (got, first) = digest_of(
+        &PlacementConfig::Rendezvous {},
+        KeyHasher::default(),
+        &unweighted(),
+    );
+    assert_eq!(first, ["node-04", "node-04", "node-03", "node-11"]);
+    assert_eq!(got, 0xcad8_8d7e_e1ed_c599, "digest {got:#018x}");
+}
+
+#[test]
+fn jump_is_pinned() {
+    check(
+        PlacementConfig::Jump {},
+        KeyHasher::default(),
+        0x8908_59f1_e6ef_6693,
+        ["node-05", "node-08", "node-03", "node-06"],
+    );
+}
+
+#[test]
+fn memento_with_removals_is_pinned() {
+    let id = |i: usize| ShardId::new(format!("node-{i:02}"));
+    let mut log: Vec<LogEntry> = (0..12).map(|i| LogEntry::Add(id(i))).collect();
+    log.extend([
+        LogEntry::Remove(id(3)),
+        LogEntry::Remove(id(7)),
+        LogEntry::Remove(id(0)),
+    ]);
+    log.push(LogEntry::Add(ShardId::new("node-12")));
+    check(
+        PlacementConfig::Memento { log },
+        KeyHasher::default(),
+        0xcf17_9ff0_970a_9b22,
+        ["node-05", "node-08", "node-11", "node-06"],
     );
 }

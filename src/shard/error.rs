@@ -47,6 +47,43 @@ pub enum PlacementError {
         /// The number of points asked for.
         points: u64,
     },
+    /// Jump hashing needs shard ids ending in the numbers `0..N` (`kv-0`,
+    /// `kv-1`, ...); this one is missing its number, repeats one, or leaves a
+    /// gap (an arbitrary removal, which jump hashing cannot do).
+    #[error("shard {id}: jump hashing needs ids ending in the numbers 0..N with no gap or repeat (and can only grow or shrink at the end)")]
+    JumpNotContiguous {
+        /// The offending shard.
+        id: ShardId,
+    },
+    /// The algorithm does not support weights, and a shard's weight is not 1.
+    #[error("shard {id}: {algorithm} does not support weights (weight must be 1)")]
+    Unweighted {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// The weighted shard.
+        id: ShardId,
+    },
+    /// An entry of a membership log adds a shard that is already a member or
+    /// removes one that is not.
+    #[error("membership log entry {index} ({id}) adds a shard that is a member or removes one that is not")]
+    BadLog {
+        /// The position of the entry in the log.
+        index: usize,
+        /// The shard it names.
+        id: ShardId,
+    },
+    /// The shards given do not match the final membership of the log.
+    #[error("shard {id} is in the membership or in the log's final membership, but not in both")]
+    LogMismatch {
+        /// A shard in one and not the other.
+        id: ShardId,
+    },
+    /// The placement depends on the order of membership changes (Memento), and
+    /// set-based discovery cannot give every router the same order.
+    #[error(
+        "this placement needs an ordered membership log, which set-based discovery cannot provide"
+    )]
+    NeedsOrderedLog,
     /// A configuration value is out of range.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use super::bounded::Admission;
 use super::error::ShardError;
 use super::placement::Placement;
 use super::service::{Core, SlotInfo, Snapshot};
@@ -35,6 +36,8 @@ pin_project! {
         req: Option<Req>,
         info: Option<Arc<SlotInfo>>,
         failover: Option<Failover<S, R, Req>>,
+        // Bounded loads: this request's share of its shard's load.
+        admission: Option<Admission>,
     }
 }
 
@@ -90,7 +93,13 @@ where
             req: Some(req),
             info: Some(info),
             failover,
+            admission: None,
         }
+    }
+
+    pub(crate) fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = Some(admission);
+        self
     }
 
     pub(crate) fn failed(err: ShardError) -> Self {
@@ -102,6 +111,7 @@ where
             req: None,
             info: None,
             failover: None,
+            admission: None,
         }
     }
 }
@@ -259,6 +269,8 @@ where
                 }
                 StateProj::Calling { fut } => {
                     let result = ready!(fut.poll(cx));
+                    // The response is here: the shard's load is given back.
+                    *this.admission = None;
                     let e = match result {
                         Ok(response) => return Poll::Ready(Ok(response)),
                         Err(e) => e.into(),

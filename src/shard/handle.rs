@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::PlacementError;
+use super::memento::LogEntry;
 use super::placement::{Placement, ShardId, ShardSpec};
 use super::service::{Core, Entry};
 use crate::signal::HealthSignal;
@@ -164,15 +165,29 @@ impl<S: Clone> ShardHandle<S> {
 impl<S> ShardHandle<S> {
     /// The current members, sorted by id.
     pub fn members(&self) -> Vec<ShardSpec> {
-        let members = self
+        let membership = self
             .core
             .membership
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        members
+        membership
+            .members
             .values()
             .map(|e: &Entry<S>| e.spec.clone())
             .collect()
+    }
+
+    /// The ordered membership log, for placements whose mapping depends on
+    /// the order of changes (Memento); empty for the others. Every router of
+    /// a Memento fleet must apply this same log: persist it, or distribute
+    /// it, and configure new routers with it.
+    pub fn membership_log(&self) -> Vec<LogEntry> {
+        let membership = self
+            .core
+            .membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        membership.log.clone()
     }
 
     /// The shard that owns `key` under the current membership, or `None` when
@@ -205,6 +220,7 @@ impl<S> ShardHandle<S> {
                 ShardStats {
                     id: slot.info.id.clone(),
                     weight: spec.weight,
+                    in_flight: s.in_flight.load(std::sync::atomic::Ordering::Acquire),
                     requests: s.requests.get(),
                     unavailable: s.unavailable.get(),
                     not_ready_timeouts: s.not_ready_timeouts.get(),
@@ -215,6 +231,9 @@ impl<S> ShardHandle<S> {
             .collect();
         let c = &self.core.stats;
         ShardSnapshot {
+            in_flight: self.core.settings.bounded.as_ref().map_or(0, |b| {
+                b.in_flight.load(std::sync::atomic::Ordering::Acquire)
+            }),
             shards,
             no_key: c.no_key.get(),
             no_shards: c.no_shards.get(),
@@ -234,6 +253,9 @@ pub struct ShardStats {
     pub id: ShardId,
     /// Its weight now.
     pub weight: u32,
+    /// Requests admitted to it and not yet answered (kept with bounded loads,
+    /// 0 otherwise).
+    pub in_flight: u64,
     /// Requests routed to it (as owner or on failover).
     pub requests: u64,
     /// Requests failed or passed on because its health said unavailable.
@@ -252,11 +274,14 @@ pub struct ShardStats {
 pub struct ShardSnapshot {
     /// Per shard, sorted by id.
     pub shards: Vec<ShardStats>,
+    /// Requests in flight in all (kept with bounded loads, 0 otherwise).
+    pub in_flight: u64,
     /// Requests without a key.
     pub no_key: u64,
     /// Requests that found the membership empty.
     pub no_shards: u64,
-    /// Times a request was sent on to a shard after its owner.
+    /// Times a request was sent on to a shard after its owner (failover, or
+    /// bounded loads spilling a request past a full owner).
     pub failovers: u64,
     /// Membership changes applied.
     pub membership_changes: u64,

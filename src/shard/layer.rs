@@ -1,7 +1,7 @@
 //! `ShardBuilder` and `ShardLayer`: the ways to make a `Shard`.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::config::{PlacementConfig, ShardConfig};
 use super::error::{PlacementError, ShardBuildError};
 use super::handle::{Member, ShardHandle};
 use super::placement::ShardSpec;
-use super::service::{Core, CoreStats, HealthOf, Settings, Shard, Snapshot};
+use super::service::{Bounded, Core, CoreStats, HealthOf, Membership, Settings, Shard, Snapshot};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Validate};
 use crate::key::{Identity, Key, KeyHasher};
@@ -256,6 +256,9 @@ impl<S, K, R> ShardBuilder<S, K, R> {
         if self.members.is_empty() && self.discover.is_none() {
             return Err(PlacementError::Empty.into());
         }
+        if self.discover.is_some() && self.config.placement.needs_ordered_log() {
+            return Err(PlacementError::NeedsOrderedLog.into());
+        }
         let core = Arc::new(new_core(&self.config, hasher, self.clock, self.health_of));
         if !self.members.is_empty() {
             ShardHandle { core: core.clone() }.set_members(self.members)?;
@@ -281,8 +284,12 @@ fn new_core<S>(
             hops: config.hops,
             ready_timeout: config.ready_timeout,
             clock,
+            bounded: config.bounded_loads.as_ref().map(|b| Bounded {
+                factor_milli: b.factor_milli(),
+                in_flight: AtomicU64::new(0),
+            }),
         }),
-        membership: Mutex::new(BTreeMap::new()),
+        membership: Mutex::new(Membership::new(config.placement.initial_log())),
         health_of,
         stats: CoreStats::default(),
         workers: Mutex::new(Vec::new()),

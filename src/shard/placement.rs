@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::error::PlacementError;
+use super::jump::Jump;
 use super::maglev::Maglev;
+use super::memento::Memento;
+use super::rendezvous::Rendezvous;
 use super::ring::HashRing;
 use crate::key::KeyHasher;
 
@@ -228,35 +231,48 @@ pub enum PlacementTable {
     Maglev(Maglev),
     /// A consistent-hash ring with virtual nodes.
     Ring(HashRing),
+    /// Rendezvous (highest random weight) hashing.
+    Rendezvous(Rendezvous),
+    /// Jump consistent hash over numbered shards.
+    Jump(Jump),
+    /// MementoHash over an ordered membership log.
+    Memento(Memento),
+}
+
+/// Runs `$e` on whichever table `$t` holds.
+macro_rules! each {
+    ($t:expr, $x:ident => $e:expr) => {
+        match $t {
+            PlacementTable::Maglev($x) => $e,
+            PlacementTable::Ring($x) => $e,
+            PlacementTable::Rendezvous($x) => $e,
+            PlacementTable::Jump($x) => $e,
+            PlacementTable::Memento($x) => $e,
+        }
+    };
 }
 
 impl Placement for PlacementTable {
     fn shards(&self) -> &[ShardSpec] {
-        match self {
-            PlacementTable::Maglev(t) => t.shards(),
-            PlacementTable::Ring(t) => t.shards(),
-        }
+        each!(self, t => t.shards())
     }
 
     fn hasher(&self) -> &KeyHasher {
-        match self {
-            PlacementTable::Maglev(t) => t.hasher(),
-            PlacementTable::Ring(t) => t.hasher(),
-        }
+        each!(self, t => t.hasher())
     }
 
     #[inline]
     fn route_hash(&self, hash: u64) -> usize {
-        match self {
-            PlacementTable::Maglev(t) => t.route_hash(hash),
-            PlacementTable::Ring(t) => t.route_hash(hash),
-        }
+        each!(self, t => t.route_hash(hash))
     }
 
     fn preference_hash(&self, hash: u64, n: usize, out: &mut Vec<usize>) {
-        match self {
-            PlacementTable::Maglev(t) => t.preference_hash(hash, n, out),
-            PlacementTable::Ring(t) => t.preference_hash(hash, n, out),
-        }
+        each!(self, t => t.preference_hash(hash, n, out))
+    }
+
+    /// One dispatch on the algorithm, then its own hash, lookup and id.
+    #[inline]
+    fn route(&self, key: &[u8]) -> &ShardId {
+        each!(self, t => t.route(key))
     }
 }

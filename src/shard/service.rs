@@ -1,6 +1,6 @@
 //! The `Shard` service: routes each request to the shard that owns its key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::config::PlacementConfig;
 use super::error::{PlacementError, ShardError};
 use super::future::ResponseFuture;
+use super::memento::LogEntry;
 use super::placement::{Placement, PlacementTable, ShardId, ShardSpec};
 use crate::clock::Clock;
 use crate::key::{Identity, KeyFn, KeyHasher};
@@ -91,7 +92,7 @@ pub(crate) struct Core<S> {
     pub(crate) hasher: KeyHasher,
     pub(crate) settings: Arc<Settings>,
     /// The authoritative membership, changed only under this lock (rare path).
-    pub(crate) membership: Mutex<BTreeMap<ShardId, Entry<S>>>,
+    pub(crate) membership: Mutex<Membership<S>>,
     pub(crate) health_of: Option<HealthOf<S>>,
     pub(crate) stats: CoreStats,
     /// Dropped with the core, which tells background workers to stop.
@@ -99,6 +100,33 @@ pub(crate) struct Core<S> {
 }
 
 pub(crate) type HealthOf<S> = Arc<dyn Fn(&S) -> Option<HealthSignal> + Send + Sync>;
+
+/// The members, and for placements that depend on the order of changes
+/// (Memento), the ordered log of changes and the set it leaves.
+pub(crate) struct Membership<S> {
+    pub(crate) members: BTreeMap<ShardId, Entry<S>>,
+    pub(crate) log: Vec<LogEntry>,
+    pub(crate) logged: BTreeSet<ShardId>,
+}
+
+impl<S> Membership<S> {
+    /// A membership with no members, whose log starts as `log` (a log that
+    /// the configuration already validated).
+    pub(crate) fn new(log: &[LogEntry]) -> Membership<S> {
+        let mut logged = BTreeSet::new();
+        for e in log {
+            match e {
+                LogEntry::Add(id) => logged.insert(id.clone()),
+                LogEntry::Remove(id) => logged.remove(id),
+            };
+        }
+        Membership {
+            members: BTreeMap::new(),
+            log: log.to_vec(),
+            logged,
+        }
+    }
+}
 
 /// One member of the authoritative membership.
 #[derive(Clone)]
@@ -127,6 +155,13 @@ pub(crate) struct Settings {
     pub(crate) hops: u32,
     pub(crate) ready_timeout: Duration,
     pub(crate) clock: Clock,
+    pub(crate) bounded: Option<Bounded>,
+}
+
+/// The state of bounded loads: the cap's factor and the requests in flight.
+pub(crate) struct Bounded {
+    pub(crate) factor_milli: u64,
+    pub(crate) in_flight: AtomicU64,
 }
 
 /// What a response future needs to know about its shard (one `Arc` clone per call).
@@ -139,6 +174,8 @@ pub(crate) struct SlotInfo {
 
 #[derive(Default)]
 pub(crate) struct SlotStats {
+    /// Requests admitted and not yet finished (kept only with bounded loads).
+    pub(crate) in_flight: AtomicU64,
     pub(crate) requests: Counter,
     pub(crate) unavailable: Counter,
     pub(crate) not_ready_timeouts: Counter,
@@ -195,6 +232,14 @@ impl<S> Core<S> {
 }
 
 impl SlotInfo {
+    /// Whether the shard's health says it is unavailable now.
+    #[inline]
+    pub(crate) fn is_unavailable(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_some_and(|h| !h.is_available(&self.settings.clock))
+    }
+
     /// `Some(error)` when the shard's health says it is unavailable now.
     #[inline]
     pub(crate) fn unavailable(&self) -> Option<ShardError> {
@@ -220,13 +265,16 @@ impl<S: Clone> Core<S> {
     pub(crate) fn publish(
         &self,
         members: &BTreeMap<ShardId, Entry<S>>,
+        log: &[LogEntry],
     ) -> Result<(), PlacementError> {
         if members.is_empty() {
             self.snapshot.store(Arc::new(Snapshot::empty(None)));
             return Ok(());
         }
         let specs: Vec<ShardSpec> = members.values().map(|e| e.spec.clone()).collect();
-        let table = self.placement.build(self.hasher.clone(), &specs)?;
+        let table = self
+            .placement
+            .build_logged(self.hasher.clone(), &specs, log)?;
         // The table sorts its shards by id, as the BTreeMap does: index i of
         // the table is entry i of the map.
         let slots = members
@@ -245,19 +293,45 @@ impl<S: Clone> Core<S> {
     }
 
     /// Applies a change to a copy of the membership, builds its table, and
-    /// commits both only if the table builds.
+    /// commits both only if the table builds. For ordered placements the
+    /// change is logged: removals, then additions, each in id order.
     pub(crate) fn change(
         &self,
         f: impl FnOnce(&mut BTreeMap<ShardId, Entry<S>>) -> Result<(), PlacementError>,
     ) -> Result<(), PlacementError> {
-        let mut members = self.membership.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = members.clone();
-        let result = f(&mut next).and_then(|()| self.publish(&next));
+        let mut membership = self.membership.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = membership.members.clone();
+        let mut log = Vec::new();
+        let mut logged = BTreeSet::new();
+        let result = f(&mut next).and_then(|()| {
+            if self.placement.needs_ordered_log() {
+                log = membership.log.clone();
+                logged = membership.logged.clone();
+                for gone in membership
+                    .logged
+                    .iter()
+                    .filter(|id| !next.contains_key(*id))
+                {
+                    log.push(LogEntry::Remove(gone.clone()));
+                    logged.remove(gone);
+                }
+                for added in next.keys().filter(|id| !membership.logged.contains(*id)) {
+                    log.push(LogEntry::Add(added.clone()));
+                    logged.insert(added.clone());
+                }
+            }
+            self.publish(&next, &log)
+        });
         match result {
             Ok(()) => {
-                *members = next;
+                membership.members = next;
+                membership.log = log;
+                membership.logged = logged;
                 self.stats.membership_changes.inc();
-                tracing::info!(shards = members.len(), "shard membership changed");
+                tracing::info!(
+                    shards = membership.members.len(),
+                    "shard membership changed"
+                );
                 Ok(())
             }
             Err(e) => {
@@ -326,6 +400,20 @@ where
                 return ResponseFuture::failed(ShardError::NoKey);
             }
         };
+        if let Some(bounded) = &core.settings.bounded {
+            return match super::bounded::admit(snap, table, hash, bounded) {
+                Ok((i, admission)) => {
+                    let slot = &snap.slots[i];
+                    slot.info.stats.requests.inc();
+                    if i != table.route_hash(hash) {
+                        core.stats.failovers.inc();
+                    }
+                    ResponseFuture::new(slot.service.clone(), slot.info.clone(), req, None)
+                        .with_admission(admission)
+                }
+                Err(e) => ResponseFuture::failed(e),
+            };
+        }
         let owner = table.route_hash(hash);
         let slot = &snap.slots[owner];
         slot.info.stats.requests.inc();

@@ -58,3 +58,11 @@ pub fn peak_to_mean(table: &PlacementTable, hashes: &[u64]) -> f64 {
     }
     worst
 }
+
+/// The owner id of every key, owned (for tables that are temporaries).
+pub fn owner_ids(table: &PlacementTable, hashes: &[u64]) -> Vec<tower_fleet::shard::ShardId> {
+    hashes
+        .iter()
+        .map(|&h| table.shards()[table.route_hash(h)].id.clone())
+        .collect()
+}
