@@ -67,6 +67,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod breaker;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -96,6 +97,7 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
