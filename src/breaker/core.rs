@@ -328,12 +328,16 @@ impl Core {
         self.rejected.inc();
     }
 
-    /// Frees the probe slot taken in `epoch`, if that epoch is still current.
+    /// Frees the probe slot taken in `epoch`, if that epoch is still current,
+    /// and wakes not-ready waiters so one of them can take it.
     pub(crate) fn release_probe(&self, epoch: u32) {
         let mut w = self.word();
         while w.epoch() == epoch && w.state() == BreakerState::HalfOpen && w.taken() > w.done() {
             match self.state.0.compare_exchange(w.0, w.0 - TAKEN_ONE, AcqRel, Acquire) {
-                Ok(_) => return,
+                Ok(_) => {
+                    self.notify.notify_waiters();
+                    return;
+                }
                 Err(actual) => w = Word(actual),
             }
         }
@@ -457,8 +461,13 @@ impl Core {
                 Err(actual) => w = Word(actual),
             }
         };
+        if outcome == Outcome::Ignore {
+            // The slot is free again: let a waiter take it.
+            self.notify.notify_waiters();
+            return;
+        }
         let done = u64::from(next.done());
-        if outcome == Outcome::Ignore || next.done() < self.settings.half_open_calls {
+        if next.done() < self.settings.half_open_calls {
             return;
         }
         let s = &self.settings;
