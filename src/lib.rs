@@ -29,6 +29,10 @@
 //!
 //! ## What exists today
 //!
+//! - [`breaker`]: resilience4j-grade circuit breaking (count and time
+//!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
+//!   lock-free on the closed-state path, publishing its health to balancers.
+//!
 //! The [`shard`] layer, with Maglev and ring placement:
 //!
 //! ```

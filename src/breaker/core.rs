@@ -360,6 +360,10 @@ impl Core {
         }
     }
 
+    /// Records a closed-state (or metrics-only) outcome and trips the
+    /// breaker when the window, changed by it, meets a trip condition. A
+    /// count window in which a success replaces a success does not change,
+    /// so nothing is evaluated: the common case costs one `fetch_add`.
     #[inline]
     fn record(&self, admit: Admit, outcome: Outcome, slow: bool, now: Option<Ticks>) {
         let failed = match outcome {
@@ -370,40 +374,54 @@ impl Core {
                 return;
             }
         };
+        if failed || slow {
+            self.count_bad(failed, slow);
+        }
+        let bits = CALL | if failed { FAIL } else { 0 } | if slow { SLOW } else { 0 };
+        let read_slow = self.settings.slow_nanos.is_some();
+        let counts = match &self.window {
+            Window::Count(w) => w.record(&self.tally, bits, read_slow),
+            Window::Time(w) => {
+                let now = now.unwrap_or_else(|| self.clock.ticks()).0;
+                Some(w.record(&self.tally, bits, now, read_slow))
+            }
+        };
+        let mut cause = None;
+        if let Some(limit) = self.settings.consecutive {
+            cause = self.count_in_a_row(failed, limit);
+        }
+        if admit.track != Track::Trip {
+            return;
+        }
+        if let Some(c) = counts {
+            cause = cause.or_else(|| self.judge(c));
+        }
+        if let Some(cause) = cause {
+            self.trip(admit.epoch, cause);
+        }
+    }
+
+    #[cold]
+    fn count_bad(&self, failed: bool, slow: bool) {
         if failed {
             self.failures.inc();
         }
         if slow {
             self.slow_calls.inc();
         }
-        let bits = CALL | if failed { FAIL } else { 0 } | if slow { SLOW } else { 0 };
-        let now = if self.window.is_time() {
-            now.unwrap_or_else(|| self.clock.ticks()).0
-        } else {
-            0
-        };
-        let read_slow = self.settings.slow_nanos.is_some();
-        let counts = self.window.record(&self.tally, bits, now, read_slow);
-        let mut cause = None;
-        if let Some(limit) = self.settings.consecutive {
-            if failed {
-                if self.consecutive.fetch_add(1, Relaxed) + 1 >= limit {
-                    cause = Some(TransitionCause::ConsecutiveFailures);
-                }
-            } else if self.consecutive.load(Relaxed) != 0 {
-                self.consecutive.store(0, Relaxed);
+    }
+
+    /// Counts failures in a row; `Some` when `limit` is reached.
+    #[inline]
+    fn count_in_a_row(&self, failed: bool, limit: u64) -> Option<TransitionCause> {
+        if failed {
+            if self.consecutive.fetch_add(1, Relaxed) + 1 >= limit {
+                return Some(TransitionCause::ConsecutiveFailures);
             }
+        } else if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
         }
-        if admit.track != Track::Trip {
-            return;
-        }
-        if cause.is_none() {
-            let c = counts.unwrap_or_else(|| self.window.counts(&self.tally, now));
-            cause = self.judge(c);
-        }
-        if let Some(cause) = cause {
-            self.trip(admit.epoch, cause);
-        }
+        None
     }
 
     /// The trip condition the window's counts meet, if any.

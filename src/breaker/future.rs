@@ -22,59 +22,81 @@ use crate::BoxError;
 /// Records one admitted call's outcome. Dropped unfinished, it records the
 /// call as ignored, which frees a probe slot it held.
 pub(crate) struct Guard {
-    core: Arc<Core>,
+    /// `None` once the outcome is recorded (or when there is nothing to record).
+    core: Option<Arc<Core>>,
     admit: Admit,
-    /// When the call was handed to the inner service (slow-call detection only).
-    start: Option<Ticks>,
-    armed: bool,
+    /// When the call was handed to the inner service, in ticks (slow-call
+    /// detection only; 0 when not timed).
+    start: u64,
 }
 
 impl Guard {
+    #[inline]
     pub(crate) fn new(core: Arc<Core>, admit: Admit, start: Option<Ticks>) -> Guard {
         Guard {
-            core,
+            core: Some(core),
             admit,
-            start,
-            armed: true,
+            start: start.map_or(0, |t| t.0),
         }
     }
 
-    fn finish(mut self, outcome: Outcome, slow: bool, now: Option<Ticks>) {
-        self.armed = false;
-        self.core.finish(self.admit, outcome, slow, now);
+    /// A guard that records nothing.
+    #[inline]
+    pub(crate) fn none() -> Guard {
+        Guard {
+            core: None,
+            admit: Admit {
+                epoch: 0,
+                track: super::core::Track::Nothing,
+            },
+            start: 0,
+        }
     }
 
     /// Judges `result` with `classify`: records it now, or registers for the
-    /// end of its stream (holding any probe slot until then).
-    pub(crate) fn judge<Res, E, C: Classify<Res, E>>(self, classify: &C, result: &Result<Res, E>) {
-        let (slow, now) = match self.start {
-            Some(start) => {
-                let now = self.core.clock.ticks();
-                let nanos = u64::try_from(now.since(start).as_nanos()).unwrap_or(u64::MAX);
-                (self.core.is_slow(nanos), Some(now))
-            }
-            None => (false, None),
+    /// end of its stream (moving the guard there, so a probe holds its slot
+    /// until then).
+    #[inline]
+    pub(crate) fn judge<Res, E, C: Classify<Res, E>>(&mut self, classify: &C, result: &Result<Res, E>) {
+        let Some(core) = &self.core else { return };
+        let (slow, now) = if self.start != 0 {
+            let now = core.clock.ticks();
+            let nanos = u64::try_from(now.since(Ticks(self.start)).as_nanos()).unwrap_or(u64::MAX);
+            (core.is_slow(nanos), Some(now))
+        } else {
+            (false, None)
         };
-        match classify.classify(result) {
-            Classification::Now(outcome) => self.finish(outcome, slow, now),
-            Classification::LongLived(outcome) => self.finish(outcome, false, now),
-            Classification::AtEnd(eos) => eos.on_end(move |outcome| self.finish(outcome, slow, None)),
+        let (outcome, slow) = match classify.classify(result) {
+            Classification::Now(outcome) => (outcome, slow),
+            Classification::LongLived(outcome) => (outcome, false),
+            Classification::AtEnd(eos) => {
+                let mut owned = Guard {
+                    core: self.core.take(),
+                    admit: self.admit,
+                    start: 0,
+                };
+                eos.on_end(move |outcome| owned.record(outcome, slow, None));
+                return;
+            }
+        };
+        self.record(outcome, slow, now);
+    }
+
+    #[inline]
+    fn record(&mut self, outcome: Outcome, slow: bool, now: Option<Ticks>) {
+        if let Some(core) = self.core.take() {
+            core.finish(self.admit, outcome, slow, now);
         }
     }
 }
 
 impl Drop for Guard {
+    #[inline]
     fn drop(&mut self) {
-        if self.armed {
-            self.core.finish(self.admit, Outcome::Ignore, false, None);
+        if let Some(core) = self.core.take() {
+            core.finish(self.admit, Outcome::Ignore, false, None);
         }
     }
-}
-
-/// What a call needs to judge its outcome.
-pub(crate) struct Judge<C> {
-    pub(crate) guard: Guard,
-    pub(crate) classify: C,
 }
 
 pin_project! {
@@ -83,32 +105,33 @@ pin_project! {
     /// Dropping it before it completes records the call as ignored (and
     /// frees the probe slot it held in half-open).
     pub struct ResponseFuture<F, C> {
+        // `None`: the breaker refused the call.
         #[pin]
-        kind: Kind<F>,
-        judge: Option<Judge<C>>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Called { #[pin] fut: F },
-        Refused { state: BreakerState, retry_after: Option<Duration> },
+        fut: Option<F>,
+        guard: Guard,
+        classify: C,
+        refused: Option<(BreakerState, Option<Duration>)>,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(fut: F, judge: Option<Judge<C>>) -> Self {
+    #[inline]
+    pub(crate) fn called(fut: F, guard: Guard, classify: C) -> Self {
         ResponseFuture {
-            kind: Kind::Called { fut },
-            judge,
+            fut: Some(fut),
+            guard,
+            classify,
+            refused: None,
         }
     }
 
-    pub(crate) fn refused(state: BreakerState, retry_after: Option<Duration>) -> Self {
+    #[cold]
+    pub(crate) fn refused(state: BreakerState, retry_after: Option<Duration>, classify: C) -> Self {
         ResponseFuture {
-            kind: Kind::Refused { state, retry_after },
-            judge: None,
+            fut: None,
+            guard: Guard::none(),
+            classify,
+            refused: Some((state, retry_after)),
         }
     }
 }
@@ -128,26 +151,23 @@ where
 {
     type Output = Result<Res, BreakerError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.kind.project() {
-            KindProj::Refused { state, retry_after } => Poll::Ready(Err(open_error(*state, *retry_after))),
-            KindProj::Called { fut } => {
-                let result = ready!(fut.poll(cx));
-                if let Some(Judge { guard, classify }) = this.judge.take() {
-                    guard.judge(&classify, &result);
-                }
-                Poll::Ready(result.map_err(|e| BreakerError::Inner(e.into())))
-            }
-        }
+        let Some(fut) = this.fut.as_pin_mut() else {
+            let (state, retry_after) = this.refused.unwrap_or((BreakerState::Open, None));
+            return Poll::Ready(Err(open_error(state, retry_after)));
+        };
+        let result = ready!(fut.poll(cx));
+        this.guard.judge(this.classify, &result);
+        Poll::Ready(result.map_err(|e| BreakerError::Inner(e.into())))
     }
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("refused", &matches!(self.kind, Kind::Refused { .. }))
+            .field("refused", &self.refused.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -14,8 +14,9 @@ use tower_service::Service;
 use super::config::OpenMode;
 use super::core::{Admit, Blocked, Core, Decision, Reservation, Track};
 use super::error::BreakerError;
-use super::future::{Guard, Judge, ResponseFuture};
+use super::future::{Guard, ResponseFuture};
 use super::handle::BreakerHandle;
+use super::state::BreakerState;
 use crate::classify::{Classify, ErrorIsFailure};
 use crate::signal::{HealthSignal, HealthSource};
 use crate::BoxError;
@@ -39,15 +40,31 @@ pub struct CircuitBreaker<S, C = ErrorIsFailure> {
     pub(crate) inner: S,
     pub(crate) core: Arc<Core>,
     pub(crate) classify: C,
-    permit: Option<Permit>,
+    /// The decision of `poll_ready`, held until `call`.
+    held: Held,
+    /// Why the call is refused, when `held` is `Refuse`.
+    refusal: Blocked,
+    /// The probe slot `poll_ready` reserved in half-open, held until `call`.
+    probe: Option<Reservation>,
     wait: Option<Box<Wait>>,
 }
 
-/// The decision of `poll_ready`, held until `call`.
-enum Permit {
+/// What `poll_ready` decided (`Copy`: nothing to drop on the hot path).
+#[derive(Clone, Copy)]
+enum Held {
+    Nothing,
     Admit(Admit),
-    Probe(Reservation),
-    Refuse(Blocked),
+    /// Refused, for the reason in `refusal`.
+    Refuse,
+}
+
+/// What the slow path of `poll_ready` found.
+enum Gate {
+    /// Admitted: poll the inner service.
+    Inner,
+    /// Refused (fail-fast): ready now, the call fails without the inner service.
+    Refused,
+    Pending,
 }
 
 /// A not-ready breaker's wait: woken by any transition, or by its timer when
@@ -59,13 +76,7 @@ struct Wait {
 
 impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        CircuitBreaker {
-            inner: self.inner.clone(),
-            core: self.core.clone(),
-            classify: self.classify.clone(),
-            permit: None,
-            wait: None,
-        }
+        CircuitBreaker::from_parts(self.inner.clone(), self.core.clone(), self.classify.clone())
     }
 }
 
@@ -84,7 +95,13 @@ impl<S, C> CircuitBreaker<S, C> {
             inner,
             core,
             classify,
-            permit: None,
+            held: Held::Nothing,
+            refusal: Blocked {
+                state: BreakerState::Open,
+                retry_at: None,
+                wake_at: None,
+            },
+            probe: None,
             wait: None,
         }
     }
@@ -111,38 +128,58 @@ impl<S, C> CircuitBreaker<S, C> {
         self.inner
     }
 
-    /// Decides afresh, unless a held admission is still of the current epoch.
-    #[inline]
+    /// Decides afresh (keeping a probe reservation still of the current
+    /// epoch); `Some` when refused.
     fn decide(&mut self) -> Option<Blocked> {
-        if let Some(held) = &self.permit {
-            let epoch = match held {
-                Permit::Admit(a) => Some(a.epoch),
-                Permit::Probe(r) => Some(r.epoch),
-                Permit::Refuse(_) => None,
-            };
-            if epoch.is_some() && epoch == Some(self.core.word().epoch()) {
+        if let Some(r) = &self.probe {
+            if r.epoch == self.core.word().epoch() {
+                self.held = Held::Nothing;
                 return None;
             }
-            // A reservation of an ended epoch is invalid: its slot is gone.
-            self.permit = None;
+            // A reservation of an ended epoch is void: its slot is gone.
+            self.probe = None;
         }
         match self.core.decide() {
             Decision::Admit(a) if a.track == Track::Probe => {
-                self.permit = Some(Permit::Probe(Reservation::new(self.core.clone(), a.epoch)));
+                self.probe = Some(Reservation::new(self.core.clone(), a.epoch));
+                self.held = Held::Nothing;
                 None
             }
             Decision::Admit(a) => {
-                self.permit = Some(Permit::Admit(a));
+                self.held = Held::Admit(a);
                 None
             }
-            Decision::Blocked(b) => Some(b),
+            Decision::Blocked(b) => {
+                self.held = Held::Refuse;
+                self.refusal = b;
+                Some(b)
+            }
+        }
+    }
+
+    /// `poll_ready` off the closed-state path: probes, refusals, waits.
+    #[cold]
+    fn gate(&mut self, cx: &mut Context<'_>) -> Gate {
+        loop {
+            let Some(blocked) = self.decide() else {
+                self.wait = None;
+                return Gate::Inner;
+            };
+            match self.core.settings.mode {
+                OpenMode::FailFast => return Gate::Refused,
+                OpenMode::NotReady => {
+                    self.held = Held::Nothing;
+                    if self.wait(cx, blocked).is_pending() {
+                        return Gate::Pending;
+                    }
+                }
+            }
         }
     }
 
     /// Not-ready mode: `Ready` when something may have changed (decide
     /// again), `Pending` with the task registered for the next transition and
     /// the timer set for `wake_at`.
-    #[cold]
     fn wait(&mut self, cx: &mut Context<'_>, blocked: Blocked) -> Poll<()> {
         let Some(wait) = self.wait.as_mut() else {
             // Register for transitions before deciding again, so that none
@@ -175,19 +212,44 @@ impl<S, C> CircuitBreaker<S, C> {
         }
         Poll::Pending
     }
+}
 
-    /// The permit for this call: `poll_ready`'s, or (when `call` comes
-    /// without it) a decision now.
-    fn take_permit(&mut self) -> Permit {
-        match self.permit.take() {
-            Some(p) => p,
-            None => match self.decide() {
-                Some(b) => Permit::Refuse(b),
-                None => self.permit.take().unwrap_or(Permit::Refuse(Blocked {
+impl<S, C: Clone> CircuitBreaker<S, C> {
+    /// What an admitted call needs to record its outcome (nothing when the
+    /// breaker is disabled). Reads the clock only for slow-call detection.
+    #[inline]
+    fn judge(&self, admit: Admit) -> (Guard, C) {
+        if admit.track == Track::Nothing {
+            return (Guard::none(), self.classify.clone());
+        }
+        let start = match self.core.settings.slow_nanos {
+            Some(_) => Some(self.core.clock.ticks()),
+            None => None,
+        };
+        (Guard::new(self.core.clone(), admit, start), self.classify.clone())
+    }
+
+    /// The admission of a call off the closed-state path: a probe, a
+    /// refusal, or a call that came without `poll_ready` (decided now).
+    #[cold]
+    fn admit_slow(&mut self, held: Held) -> Result<(Guard, C), Blocked> {
+        let held = match held {
+            Held::Nothing if self.probe.is_none() => {
+                self.decide();
+                std::mem::replace(&mut self.held, Held::Nothing)
+            }
+            other => other,
+        };
+        match held {
+            Held::Refuse => Err(self.refusal),
+            Held::Admit(a) => Ok(self.judge(a)),
+            Held::Nothing => match self.probe.take() {
+                Some(r) => Ok(self.judge(r.into_admit())),
+                None => Err(Blocked {
                     state: self.core.word().state(),
                     retry_at: None,
                     wake_at: None,
-                })),
+                }),
             },
         }
     }
@@ -205,69 +267,58 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        loop {
-            if let Some(blocked) = self.decide() {
-                match self.core.settings.mode {
-                    OpenMode::FailFast => {
-                        self.permit = Some(Permit::Refuse(blocked));
-                        return Poll::Ready(Ok(()));
-                    }
-                    OpenMode::NotReady => match self.wait(cx, blocked) {
-                        Poll::Ready(()) => continue,
-                        Poll::Pending => return Poll::Pending,
-                    },
-                }
+        let w = self.core.word();
+        if w.is_closed() && self.probe.is_none() {
+            self.held = Held::Admit(Admit {
+                epoch: w.epoch(),
+                track: Track::Trip,
+            });
+        } else {
+            match self.gate(cx) {
+                Gate::Inner => {}
+                Gate::Refused => return Poll::Ready(Ok(())),
+                Gate::Pending => return Poll::Pending,
             }
-            if self.wait.is_some() {
-                self.wait = None;
-            }
-            return match self.inner.poll_ready(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    // A failed readiness is a failed call: judge it so.
-                    let result: Result<S::Response, S::Error> = Err(e);
-                    let permit = self.take_permit();
-                    if let Some(judge) = self.judge(permit) {
-                        judge.guard.judge(&judge.classify, &result);
-                    }
-                    let err = result.err().map(Into::into).unwrap_or_else(|| "readiness failed".into());
-                    Poll::Ready(Err(BreakerError::Inner(err)))
-                }
-            };
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.failed_readiness(e))),
         }
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let permit = self.take_permit();
-        if let Permit::Refuse(b) = permit {
-            self.core.count_rejected();
-            return ResponseFuture::refused(b.state, self.core.retry_after(b.retry_at));
-        }
-        let judge = self.judge(permit);
-        ResponseFuture::called(self.inner.call(req), judge)
+        let (guard, classify) = match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Admit(a) if a.track == Track::Trip => self.judge(a),
+            other => match self.admit_slow(other) {
+                Ok(judge) => judge,
+                Err(b) => {
+                    self.core.count_rejected();
+                    let retry_after = self.core.retry_after(b.retry_at);
+                    return ResponseFuture::refused(b.state, retry_after, self.classify.clone());
+                }
+            },
+        };
+        ResponseFuture::called(self.inner.call(req), guard, classify)
     }
 }
 
-impl<S, C: Clone> CircuitBreaker<S, C> {
-    /// What an admitted call needs to record its outcome (nothing when the
-    /// breaker is disabled). Reads the clock only for slow-call detection.
-    #[inline]
-    fn judge(&self, permit: Permit) -> Option<Judge<C>> {
-        let admit = match permit {
-            Permit::Admit(a) => a,
-            Permit::Probe(r) => r.into_admit(),
-            Permit::Refuse(_) => return None,
-        };
-        if admit.track == Track::Nothing {
-            return None;
+impl<S, C> CircuitBreaker<S, C> {
+    /// A failed readiness is a failed call: judges it so, and wraps the error.
+    #[cold]
+    fn failed_readiness<Res, E>(&mut self, e: E) -> BreakerError
+    where
+        E: Into<BoxError>,
+        C: Classify<Res, E> + Clone,
+    {
+        let result: Result<Res, E> = Err(e);
+        let held = std::mem::replace(&mut self.held, Held::Nothing);
+        if let Ok((mut guard, classify)) = self.admit_slow(held) {
+            guard.judge(&classify, &result);
         }
-        let start = self.core.settings.slow_nanos.map(|_| self.core.clock.ticks());
-        Some(Judge {
-            guard: Guard::new(self.core.clone(), admit, start),
-            classify: self.classify.clone(),
-        })
+        let err = result.err().map(Into::into).unwrap_or_else(|| "readiness failed".into());
+        BreakerError::Inner(err)
     }
 }
 

@@ -106,6 +106,11 @@ impl Word {
     }
 
     #[inline]
+    pub(crate) fn is_closed(self) -> bool {
+        self.0 & KIND_MASK == 0
+    }
+
+    #[inline]
     pub(crate) fn epoch(self) -> u32 {
         ((self.0 >> EPOCH_SHIFT) & EPOCH_MASK) as u32
     }

@@ -118,22 +118,6 @@ impl Window {
         })
     }
 
-    pub(crate) fn is_time(&self) -> bool {
-        matches!(self, Window::Time(_))
-    }
-
-    /// Records one outcome (`bits` = CALL | FAIL? | SLOW?) at `now` (ticks;
-    /// read only by the time window). Returns the window's counts after it,
-    /// or `None` when the window did not change (a count window replacing an
-    /// outcome with an equal one), so nothing needs evaluating.
-    #[inline]
-    pub(crate) fn record(&self, tally: &Tally, bits: u8, now: u64, read_slow: bool) -> Option<Counts> {
-        match self {
-            Window::Count(w) => w.record(tally, bits, read_slow),
-            Window::Time(w) => Some(w.record(tally, bits, now, read_slow)),
-        }
-    }
-
     /// Empties the window (a transition to closed). Rare path.
     pub(crate) fn reset(&self, tally: &Tally) {
         match self {
@@ -174,8 +158,11 @@ impl CountWindow {
         ((u128::from(low) * u128::from(self.size)) >> 64) as usize
     }
 
+    /// Records one outcome (`bits` = CALL | FAIL? | SLOW?). Returns the
+    /// window's counts after it, or `None` when the window did not change
+    /// (an outcome replaced by an equal one), so nothing needs evaluating.
     #[inline]
-    fn record(&self, tally: &Tally, bits: u8, read_slow: bool) -> Option<Counts> {
+    pub(crate) fn record(&self, tally: &Tally, bits: u8, read_slow: bool) -> Option<Counts> {
         let i = tally.pos.fetch_add(1, Relaxed);
         let slot = &self.slots[self.index(i)];
         // A healthy window replaces a success with a success: nothing to
@@ -282,8 +269,9 @@ impl TimeWindow {
         }
     }
 
+    /// Records one outcome at `now` (ticks); returns the window's counts.
     #[inline]
-    fn record(&self, tally: &Tally, bits: u8, now: u64, read_slow: bool) -> Counts {
+    pub(crate) fn record(&self, tally: &Tally, bits: u8, now: u64, read_slow: bool) -> Counts {
         let b = &self.buckets[self.slot_at(tally, now)];
         let df = i64::from(bits & FAIL != 0);
         let d = pack(1, df);
@@ -300,6 +288,17 @@ impl TimeWindow {
 mod tests {
     use super::*;
 
+    fn rec(w: &Window, t: &Tally, bits: u8, now: u64) {
+        match w {
+            Window::Count(c) => {
+                c.record(t, bits, true);
+            }
+            Window::Time(tw) => {
+                tw.record(t, bits, now, true);
+            }
+        }
+    }
+
     fn counts(w: &Window, t: &Tally, now: u64) -> (u64, u64, u64) {
         let c = w.counts(t, now);
         (c.calls, c.failures, c.slow)
@@ -310,18 +309,18 @@ mod tests {
         let t = Tally::new();
         let w = Window::count(3);
         for _ in 0..10 {
-            w.record(&t, CALL, 0, true);
+            rec(&w, &t, CALL, 0);
         }
         assert_eq!(counts(&w, &t, 0), (3, 0, 0));
-        w.record(&t, CALL | FAIL, 0, true);
-        w.record(&t, CALL | FAIL | SLOW, 0, true);
+        rec(&w, &t, CALL | FAIL, 0);
+        rec(&w, &t, CALL | FAIL | SLOW, 0);
         assert_eq!(counts(&w, &t, 0), (3, 2, 1));
         for _ in 0..3 {
-            w.record(&t, CALL, 0, true);
+            rec(&w, &t, CALL, 0);
         }
         assert_eq!(counts(&w, &t, 0), (3, 0, 0));
         assert_eq!(w.lifetime_calls(&t), 15);
-        w.record(&t, CALL | FAIL, 0, true);
+        rec(&w, &t, CALL | FAIL, 0);
         w.reset(&t);
         assert_eq!(counts(&w, &t, 0), (0, 0, 0));
     }
@@ -341,9 +340,9 @@ mod tests {
         let t = Tally::new();
         let w = Window::time(10, 3); // 3 buckets of 10 ns
         let base = 1_000_000;
-        w.record(&t, CALL | FAIL, base, true);
-        w.record(&t, CALL, base + 10, true);
-        w.record(&t, CALL | SLOW, base + 25, true);
+        rec(&w, &t, CALL | FAIL, base);
+        rec(&w, &t, CALL, base + 10);
+        rec(&w, &t, CALL | SLOW, base + 25);
         assert_eq!(counts(&w, &t, base + 29), (3, 1, 1));
         // The first bucket leaves the window.
         assert_eq!(counts(&w, &t, base + 30), (2, 0, 1));
@@ -352,7 +351,7 @@ mod tests {
         assert_eq!(counts(&w, &t, base + 1_000), (0, 0, 0));
         assert_eq!(w.lifetime_calls(&t), 3);
         // Late clock reads count in the newest bucket.
-        w.record(&t, CALL, base + 5, true);
+        rec(&w, &t, CALL, base + 5);
         assert_eq!(counts(&w, &t, base + 1_000), (1, 0, 0));
     }
 }
