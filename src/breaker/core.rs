@@ -383,7 +383,7 @@ impl Core {
             Window::Count(w) => w.record(&self.tally, bits, read_slow),
             Window::Time(w) => {
                 let now = now.unwrap_or_else(|| self.clock.ticks()).0;
-                Some(w.record(&self.tally, bits, now, read_slow))
+                Some(w.record(bits, now, read_slow))
             }
         };
         let mut cause = None;

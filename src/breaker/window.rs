@@ -1,13 +1,15 @@
 //! Sliding windows of outcomes: the last N calls, or the last T of time in B
 //! buckets. O(1) work per call, atomics only, no lock and no allocation.
 //!
-//! Both windows keep their running totals in a [`Tally`]: `(calls, failures)`
-//! packed in one `AtomicU64` and slow calls in another. Every change to a
-//! slot or bucket is paired with the same change to the tally, so the tally
+//! The count window keeps its running totals in a [`Tally`]: `(calls,
+//! failures)` packed in one `AtomicU64` and slow calls in another. Every
+//! change to a slot is paired with the same change to the tally, so the tally
 //! always equals the sum of the window's contents once concurrent recorders
 //! have finished; while they run it may lag by one outcome per recorder. The
 //! two 32-bit halves of the packed word are biased by 2^31 so that such a
-//! transient negative never borrows from its neighbour.
+//! transient negative never borrows from its neighbour. The time window adds
+//! to its newest bucket and keeps the sum of the others, recomputed as it
+//! rolls.
 
 use super::sync::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
@@ -114,6 +116,8 @@ impl Window {
                 .collect(),
             width: width_nanos.max(1),
             cursor: AtomicU64::new(0),
+            sealed_cf: AtomicU64::new(0),
+            sealed_slow: AtomicU64::new(0),
             retired: AtomicU64::new(0),
         })
     }
@@ -122,23 +126,26 @@ impl Window {
     pub(crate) fn reset(&self, tally: &Tally) {
         match self {
             Window::Count(w) => w.reset(tally),
-            Window::Time(w) => w.clear(tally, 0, w.buckets.len() as u64),
+            Window::Time(w) => w.reset(),
         }
     }
 
     /// The counts in the window at `now`.
     pub(crate) fn counts(&self, tally: &Tally, now: u64) -> Counts {
-        if let Window::Time(w) = self {
-            w.slot_at(tally, now);
+        match self {
+            Window::Count(_) => tally.counts(),
+            Window::Time(w) => w.counts(w.slot_at(now), true),
         }
-        tally.counts()
     }
 
     /// Outcomes ever recorded through the window.
     pub(crate) fn lifetime_calls(&self, tally: &Tally) -> u64 {
         match self {
             Window::Count(_) => tally.pos.load(Relaxed),
-            Window::Time(w) => w.retired.load(Relaxed).wrapping_add(tally.counts().calls),
+            Window::Time(w) => {
+                let head = (w.cursor.load(Relaxed) & SLOT_MASK) as usize;
+                w.retired.load(Relaxed).wrapping_add(w.counts(head, false).calls)
+            }
         }
     }
 }
@@ -196,91 +203,127 @@ impl CountWindow {
 }
 
 struct Bucket {
-    /// Calls in the low 32 bits, failures in the high 32 (unbiased).
+    /// Calls in the low 32 bits, failures in the high 32.
     cf: AtomicU64,
     slow: AtomicU64,
 }
 
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+
 /// The last `buckets * width` nanoseconds, in buckets that roll.
+///
+/// A call adds to the newest bucket only (one `fetch_add`). The sums of the
+/// other buckets are kept in `sealed_*`, recomputed whenever the window rolls
+/// (once per bucket width, O(buckets)), so the window's counts are the sealed
+/// sums plus the newest bucket: two loads.
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     width: u64,
     /// The newest bucket's index in time (`ticks / width`) shifted left by
     /// `SLOT_BITS`, or-ed with its slot in `buckets`.
     cursor: AtomicU64,
+    sealed_cf: AtomicU64,
+    sealed_slow: AtomicU64,
     /// Calls that have left the window, for the lifetime count.
     retired: AtomicU64,
 }
 
 impl TimeWindow {
     /// The slot of the bucket that holds `now`, rolling the window forward
-    /// (and clearing the buckets it passes) when `now` is past the newest.
+    /// when `now` is past the newest bucket.
     #[inline]
-    fn slot_at(&self, tally: &Tally, now: u64) -> usize {
+    fn slot_at(&self, now: u64) -> usize {
         let c = self.cursor.load(Relaxed);
-        let head = c >> SLOT_BITS;
-        let start = head.wrapping_mul(self.width);
+        let start = (c >> SLOT_BITS).wrapping_mul(self.width);
         if now.wrapping_sub(start) < self.width {
-            return (c & ((1 << SLOT_BITS) - 1)) as usize;
+            return (c & SLOT_MASK) as usize;
         }
-        self.roll(tally, c, now)
+        self.roll(c, now)
     }
 
     #[cold]
-    fn roll(&self, tally: &Tally, mut c: u64, now: u64) -> usize {
+    fn roll(&self, mut c: u64, now: u64) -> usize {
         let n = self.buckets.len() as u64;
         let idx = now / self.width;
         loop {
             let head = c >> SLOT_BITS;
-            let slot = c & ((1 << SLOT_BITS) - 1);
             if idx <= head {
                 // A clock read that lags the newest bucket: count it there.
-                return slot as usize;
+                return (c & SLOT_MASK) as usize;
             }
-            let new_slot = idx % n;
-            let next = (idx << SLOT_BITS) | new_slot;
-            match self.cursor.compare_exchange(c, next, Relaxed, Relaxed) {
+            let slot = idx % n;
+            match self.cursor.compare_exchange(c, (idx << SLOT_BITS) | slot, Relaxed, Relaxed) {
                 Ok(_) => {
+                    // Empty the buckets the window moved past, up to the new
+                    // newest, then re-add the sealed sums.
                     let passed = (idx - head).min(n);
-                    // Clear the `passed` buckets up to and including the new one.
-                    let first = (new_slot + n - (passed - 1)) % n;
-                    self.clear(tally, first, passed);
-                    return new_slot as usize;
+                    let first = (slot + n - (passed - 1)) % n;
+                    let mut retired = 0;
+                    for k in 0..passed {
+                        let b = &self.buckets[((first + k) % n) as usize];
+                        retired += b.cf.swap(0, Relaxed) & LOW;
+                        b.slow.swap(0, Relaxed);
+                    }
+                    self.retired.fetch_add(retired, Relaxed);
+                    self.seal(slot as usize);
+                    return slot as usize;
                 }
                 Err(actual) => c = actual,
             }
         }
     }
 
-    /// Empties `count` buckets from slot `first` on, taking them off the tally.
-    fn clear(&self, tally: &Tally, first: u64, count: u64) {
-        let n = self.buckets.len() as u64;
-        let (mut dc, mut df, mut ds) = (0i64, 0i64, 0i64);
-        for k in 0..count.min(n) {
-            let b = &self.buckets[((first + k) % n) as usize];
-            let cf = b.cf.swap(0, Relaxed);
-            dc -= (cf & LOW) as i64;
-            df -= (cf >> 32) as i64;
-            ds -= b.slow.swap(0, Relaxed) as i64;
+    /// Recomputes the sums of every bucket but the newest.
+    fn seal(&self, newest: usize) {
+        let (mut cf, mut slow) = (0u64, 0u64);
+        for (i, b) in self.buckets.iter().enumerate() {
+            if i != newest {
+                cf = cf.wrapping_add(b.cf.load(Relaxed));
+                slow = slow.wrapping_add(b.slow.load(Relaxed));
+            }
         }
-        if dc != 0 || df != 0 || ds != 0 {
-            self.retired.fetch_add(dc.unsigned_abs(), Relaxed);
-            tally.add(dc, df, ds, false);
+        self.sealed_cf.store(cf, Relaxed);
+        self.sealed_slow.store(slow, Relaxed);
+    }
+
+    fn reset(&self) {
+        let mut retired = 0;
+        for b in self.buckets.iter() {
+            retired += b.cf.swap(0, Relaxed) & LOW;
+            b.slow.swap(0, Relaxed);
+        }
+        self.retired.fetch_add(retired, Relaxed);
+        self.sealed_cf.store(0, Relaxed);
+        self.sealed_slow.store(0, Relaxed);
+    }
+
+    /// The sealed sums plus bucket `head`.
+    #[inline]
+    fn counts(&self, head: usize, read_slow: bool) -> Counts {
+        let b = &self.buckets[head];
+        let cf = self.sealed_cf.load(Relaxed).wrapping_add(b.cf.load(Relaxed));
+        let slow = if read_slow {
+            self.sealed_slow.load(Relaxed).wrapping_add(b.slow.load(Relaxed))
+        } else {
+            0
+        };
+        Counts {
+            calls: cf & LOW,
+            failures: cf >> 32,
+            slow,
         }
     }
 
     /// Records one outcome at `now` (ticks); returns the window's counts.
     #[inline]
-    pub(crate) fn record(&self, tally: &Tally, bits: u8, now: u64, read_slow: bool) -> Counts {
-        let b = &self.buckets[self.slot_at(tally, now)];
-        let df = i64::from(bits & FAIL != 0);
-        let d = pack(1, df);
-        b.cf.fetch_add(d, Relaxed);
-        let ds = i64::from(bits & SLOW != 0);
-        if ds != 0 {
+    pub(crate) fn record(&self, bits: u8, now: u64, read_slow: bool) -> Counts {
+        let slot = self.slot_at(now);
+        let b = &self.buckets[slot];
+        b.cf.fetch_add(pack(1, i64::from(bits & FAIL != 0)), Relaxed);
+        if bits & SLOW != 0 {
             b.slow.fetch_add(1, Relaxed);
         }
-        tally.add(1, df, ds, read_slow)
+        self.counts(slot, read_slow)
     }
 }
 
@@ -294,7 +337,7 @@ mod tests {
                 c.record(t, bits, true);
             }
             Window::Time(tw) => {
-                tw.record(t, bits, now, true);
+                tw.record(bits, now, true);
             }
         }
     }
