@@ -57,16 +57,28 @@ fn one_call<S: Service<u64>>(svc: &mut S, req: u64) -> bool {
 const COUNT: u32 = 100;
 const COARSE: Duration = Duration::from_millis(1);
 
-fn subjects() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn Subject>>)> {
+/// Makes a fresh subject.
+type Make = Box<dyn Fn() -> Box<dyn Subject>>;
+
+fn subjects() -> Vec<(&'static str, Make)> {
     fn ours(b: tower_fleet::breaker::BreakerBuilder) -> Box<dyn Subject> {
         Box::new(b.build(Noop).unwrap())
     }
     vec![
         ("bare", Box::new(|| Box::new(Noop) as Box<dyn Subject>)),
-        ("fleet-count", Box::new(|| ours(CircuitBreaker::builder().count_window(COUNT)))),
+        (
+            "fleet-count",
+            Box::new(|| ours(CircuitBreaker::builder().count_window(COUNT))),
+        ),
         (
             "fleet-count-slow",
-            Box::new(|| ours(CircuitBreaker::builder().count_window(COUNT).slow_call_duration(Duration::from_secs(1)))),
+            Box::new(|| {
+                ours(
+                    CircuitBreaker::builder()
+                        .count_window(COUNT)
+                        .slow_call_duration(Duration::from_secs(1)),
+                )
+            }),
         ),
         (
             "fleet-count-slow-coarse",
@@ -82,7 +94,11 @@ fn subjects() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn Subject>>)> {
         (
             "fleet-time-coarse",
             Box::new(|| {
-                ours(CircuitBreaker::builder().time_window(Duration::from_secs(60), 60).clock_resolution(COARSE))
+                ours(
+                    CircuitBreaker::builder()
+                        .time_window(Duration::from_secs(60), 60)
+                        .clock_resolution(COARSE),
+                )
             }),
         ),
         (
@@ -145,18 +161,30 @@ where
             for j in joins {
                 j.await.unwrap();
             }
-            start.elapsed().mul_f64(calls as f64 / (per_task * tasks as u64) as f64)
+            start
+                .elapsed()
+                .mul_f64(calls as f64 / (per_task * tasks as u64) as f64)
         })
     }
 }
 
 fn bench(c: &mut Criterion) {
     // The coarse clock ticks on this runtime's worker while the bench thread calls.
-    let clock_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let two_workers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clock_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let two_workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = clock_rt.enter();
     let mut g = c.benchmark_group("breaker");
-    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(30);
     for (name, make) in subjects() {
         let mut subject = make();
         let mut i = 0u64;

@@ -73,19 +73,38 @@ fn run<S: Service<u64>>(mut svc: S, calls: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let calls: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_000);
     let subjects: Vec<&str> = match args.first() {
         Some(s) => vec![s.as_str()],
-        None => vec!["bare", "fleet-count", "fleet-count-slow-coarse", "fleet-time-coarse", "resilience"],
+        None => vec![
+            "bare",
+            "fleet-count",
+            "fleet-count-slow-coarse",
+            "fleet-time-coarse",
+            "resilience",
+        ],
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let coarse = Duration::from_millis(1);
     for subject in subjects {
         match subject {
             "bare" => run(Noop, calls),
-            "fleet-count" => run(CircuitBreaker::builder().count_window(100).build(Noop).unwrap(), calls),
+            "fleet-count" => run(
+                CircuitBreaker::builder()
+                    .count_window(100)
+                    .build(Noop)
+                    .unwrap(),
+                calls,
+            ),
             "fleet-count-slow-coarse" => run(
                 CircuitBreaker::builder()
                     .count_window(100)

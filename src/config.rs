@@ -153,7 +153,11 @@ mod tests {
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Optional {
-        #[serde(with = "opt_duration", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            with = "opt_duration",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         after: Option<Duration>,
     }
 

@@ -17,7 +17,9 @@ const CALLS: usize = 2_000;
 
 /// An instant backend; request `n` fails when `n % 3 == 0` and is ignored
 /// when `n % 7 == 0` (and not a failure).
-fn instant() -> impl Service<usize, Response = usize, Error = std::io::Error, Future: Send> + Clone + Send + 'static {
+fn instant(
+) -> impl Service<usize, Response = usize, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
     service_fn(|n: usize| async move {
         if n % 3 == 0 {
             Err(std::io::Error::other("failed"))
@@ -60,7 +62,10 @@ async fn hammer(builder: BreakerBuilder) {
     let calls = (TASKS * CALLS) as u64 - ignored;
     let snap = b.handle().snapshot();
     assert_eq!(snap.state, BreakerState::Closed);
-    assert_eq!((snap.calls, snap.failures, snap.ignored), (calls, failures, ignored));
+    assert_eq!(
+        (snap.calls, snap.failures, snap.ignored),
+        (calls, failures, ignored)
+    );
     assert_eq!((snap.window_calls, snap.window_failures), (calls, failures));
 }
 
@@ -87,8 +92,13 @@ async fn counts_add_up_exactly_with_a_coarse_clock_and_slow_call_detection() {
 
 /// Races `tasks` callers at a half-open breaker whose probes wait until
 /// released; returns how many were admitted.
-async fn race_probes(b: &CircuitBreaker<impl Service<u32, Response = (), Error = std::io::Error, Future: Send> + Clone + Send + 'static>, tasks: usize, gate: &Semaphore) -> usize
-{
+async fn race_probes(
+    b: &CircuitBreaker<
+        impl Service<u32, Response = (), Error = std::io::Error, Future: Send> + Clone + Send + 'static,
+    >,
+    tasks: usize,
+    gate: &Semaphore,
+) -> usize {
     let decided = Arc::new(Barrier::new(tasks + 1));
     let joins: Vec<_> = (0..tasks)
         .map(|_| {
@@ -114,12 +124,19 @@ async fn race_probes(b: &CircuitBreaker<impl Service<u32, Response = (), Error =
     admitted
 }
 
-fn gated(gate: Arc<Semaphore>, seen: Arc<AtomicUsize>) -> impl Service<u32, Response = (), Error = std::io::Error, Future: Send> + Clone + Send + 'static {
+fn gated(
+    gate: Arc<Semaphore>,
+    seen: Arc<AtomicUsize>,
+) -> impl Service<u32, Response = (), Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
     service_fn(move |_: u32| {
         let gate = gate.clone();
         seen.fetch_add(1, Ordering::SeqCst);
         async move {
-            gate.acquire().await.map_err(std::io::Error::other)?.forget();
+            gate.acquire()
+                .await
+                .map_err(std::io::Error::other)?
+                .forget();
             Ok(())
         }
     })
@@ -129,7 +146,10 @@ fn gated(gate: Arc<Semaphore>, seen: Arc<AtomicUsize>) -> impl Service<u32, Resp
 async fn half_open_admits_exactly_its_probes_under_a_race() {
     let gate = Arc::new(Semaphore::new(0));
     let seen = Arc::new(AtomicUsize::new(0));
-    let b = CircuitBreaker::builder().half_open_calls(5).build(gated(gate.clone(), seen.clone())).unwrap();
+    let b = CircuitBreaker::builder()
+        .half_open_calls(5)
+        .build(gated(gate.clone(), seen.clone()))
+        .unwrap();
     for round in 1..=20 {
         b.handle().half_open();
         assert_eq!(race_probes(&b, 16, &gate).await, 5, "round {round}");
@@ -164,7 +184,9 @@ async fn concurrent_failures_trip_the_breaker_once() {
     let b = CircuitBreaker::builder()
         .count_window(50)
         .minimum_calls(50)
-        .build(service_fn(|_: u32| async { Err::<(), _>(std::io::Error::other("down")) }))
+        .build(service_fn(|_: u32| async {
+            Err::<(), _>(std::io::Error::other("down"))
+        }))
         .unwrap();
     let start = Arc::new(Barrier::new(TASKS));
     let tasks: Vec<_> = (0..TASKS)

@@ -16,7 +16,9 @@ type Ready = std::future::Ready<Result<(), Infallible>>;
 fn breaker(
     window: u32,
     half_open_calls: u32,
-) -> CircuitBreaker<impl Service<bool, Response = (), Error = Infallible, Future = Ready> + Clone + Send + 'static> {
+) -> CircuitBreaker<
+    impl Service<bool, Response = (), Error = Infallible, Future = Ready> + Clone + Send + 'static,
+> {
     // Every call succeeds at once.
     let inner = service_fn(|_: bool| std::future::ready(Ok::<(), Infallible>(())));
     CircuitBreaker::builder()
@@ -32,7 +34,10 @@ fn start<S: Service<bool, Error = BreakerError>>(svc: &mut S, req: bool) -> S::F
     let mut cx = Context::from_waker(Waker::noop());
     match svc.poll_ready(&mut cx) {
         Poll::Ready(Ok(())) => svc.call(req),
-        other => panic!("fail-fast poll_ready must be ready, got {:?}", other.map(|r| r.is_ok())),
+        other => panic!(
+            "fail-fast poll_ready must be ready, got {:?}",
+            other.map(|r| r.is_ok())
+        ),
     }
 }
 
@@ -49,8 +54,13 @@ fn finish<F: Future>(fut: F) -> F::Output {
 #[test]
 fn concurrent_failures_trip_once_with_exact_totals() {
     loom::model(|| {
-        let fails = service_fn(|_: bool| std::future::ready(Err::<(), _>(std::io::Error::other("down"))));
-        let b = CircuitBreaker::builder().count_window(2).minimum_calls(2).build(fails).unwrap();
+        let fails =
+            service_fn(|_: bool| std::future::ready(Err::<(), _>(std::io::Error::other("down"))));
+        let b = CircuitBreaker::builder()
+            .count_window(2)
+            .minimum_calls(2)
+            .build(fails)
+            .unwrap();
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let mut b = b.clone();
@@ -108,8 +118,15 @@ fn a_release_racing_an_epoch_change_frees_no_slot_of_the_new_epoch() {
         let mut x = b.clone();
         let mut y = b.clone();
         let mut z = b.clone();
-        let (fx, fy, fz) = (start(&mut x, false), start(&mut y, false), start(&mut z, false));
-        assert!(finish(fz).is_err_and(|e| e.is_open()), "a third probe is refused");
+        let (fx, fy, fz) = (
+            start(&mut x, false),
+            start(&mut y, false),
+            start(&mut z, false),
+        );
+        assert!(
+            finish(fz).is_err_and(|e| e.is_open()),
+            "a third probe is refused"
+        );
         assert!(finish(fx).is_ok() && finish(fy).is_ok());
         assert_eq!(b.handle().state(), BreakerState::Closed);
     });
@@ -130,6 +147,10 @@ fn a_probe_finishing_during_a_forced_open_cannot_close_the_breaker() {
         let snap = b.handle().snapshot();
         assert_eq!(snap.state, BreakerState::ForcedOpen);
         // half-open, then forced open, and a close only if the probe won the race.
-        assert!(snap.transitions == 2 || snap.transitions == 3, "{}", snap.transitions);
+        assert!(
+            snap.transitions == 2 || snap.transitions == 3,
+            "{}",
+            snap.transitions
+        );
     });
 }

@@ -53,15 +53,25 @@ fn cfg() -> impl Strategy<Value = Cfg> {
         prop::option::of(1u32..=3),
         1u32..=3,
     )
-        .prop_map(|(window, minimum_calls, failure_rate, slow_ms, slow_rate, consecutive, half_open_calls)| Cfg {
-            window,
-            minimum_calls,
-            failure_rate,
-            slow_ms,
-            slow_rate,
-            consecutive,
-            half_open_calls,
-        })
+        .prop_map(
+            |(
+                window,
+                minimum_calls,
+                failure_rate,
+                slow_ms,
+                slow_rate,
+                consecutive,
+                half_open_calls,
+            )| Cfg {
+                window,
+                minimum_calls,
+                failure_rate,
+                slow_ms,
+                slow_rate,
+                consecutive,
+                half_open_calls,
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -70,12 +80,14 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Outcome::Failure),
         1 => Just(Outcome::Ignore),
     ];
-    (outcome, 0u64..=10, 0u64..=15, prop::bool::weighted(0.1)).prop_map(|(outcome, l, a, cancel)| Step {
-        outcome,
-        latency_ms: l * 10,
-        advance_ms: a * 100,
-        cancel,
-    })
+    (outcome, 0u64..=10, 0u64..=15, prop::bool::weighted(0.1)).prop_map(
+        |(outcome, l, a, cancel)| Step {
+            outcome,
+            latency_ms: l * 10,
+            advance_ms: a * 100,
+            cancel,
+        },
+    )
 }
 
 /// The reference model: the semantics of the module docs, written plainly.
@@ -129,7 +141,8 @@ impl Model {
     fn counts(&mut self, now_ms: u64) -> (u64, u64, u64) {
         if let WindowConfig::Time { buckets, .. } = self.cfg.window {
             let newest = self.bucket(now_ms);
-            self.window.retain(|(b, _, _)| b + u64::from(buckets) > newest);
+            self.window
+                .retain(|(b, _, _)| b + u64::from(buckets) > newest);
         }
         let calls = self.window.len() as u64;
         let failures = self.window.iter().filter(|w| w.1).count() as u64;
@@ -169,13 +182,17 @@ impl Model {
         loop {
             match self.state {
                 BreakerState::Closed => return Some(false),
-                BreakerState::Open if now_ms >= self.open_until => self.to(BreakerState::HalfOpen, now_ms),
+                BreakerState::Open if now_ms >= self.open_until => {
+                    self.to(BreakerState::HalfOpen, now_ms)
+                }
                 BreakerState::Open => return None,
                 BreakerState::HalfOpen if self.taken < self.cfg.half_open_calls => {
                     self.taken += 1;
                     return Some(true);
                 }
-                BreakerState::HalfOpen if now_ms >= self.half_open_until => self.to(BreakerState::Open, now_ms),
+                BreakerState::HalfOpen if now_ms >= self.half_open_until => {
+                    self.to(BreakerState::Open, now_ms)
+                }
                 BreakerState::HalfOpen => return None,
                 _ => unreachable!(),
             }
@@ -200,8 +217,16 @@ impl Model {
             if outcome != Outcome::Ignore && self.done == self.cfg.half_open_calls {
                 let done = u64::from(self.done);
                 let bad = Self::rate_reached(u64::from(self.failed), done, self.cfg.failure_rate)
-                    || (self.cfg.slow_ms.is_some() && Self::rate_reached(u64::from(self.slow), done, self.cfg.slow_rate));
-                self.to(if bad { BreakerState::Open } else { BreakerState::Closed }, now_ms);
+                    || (self.cfg.slow_ms.is_some()
+                        && Self::rate_reached(u64::from(self.slow), done, self.cfg.slow_rate));
+                self.to(
+                    if bad {
+                        BreakerState::Open
+                    } else {
+                        BreakerState::Closed
+                    },
+                    now_ms,
+                );
             }
             return;
         }
@@ -228,7 +253,8 @@ impl Model {
         };
         if calls >= u64::from(min) {
             trip |= Self::rate_reached(failures, calls, self.cfg.failure_rate);
-            trip |= self.cfg.slow_ms.is_some() && Self::rate_reached(slows, calls, self.cfg.slow_rate);
+            trip |=
+                self.cfg.slow_ms.is_some() && Self::rate_reached(slows, calls, self.cfg.slow_rate);
         }
         if trip {
             self.to(BreakerState::Open, now_ms);
@@ -297,7 +323,10 @@ async fn run(cfg: Cfg, steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Some(probe) => {
                 let result = fut.await;
-                prop_assert!(result.as_ref().map_or_else(|e| !e.is_open(), |_| true), "step {i}: refused");
+                prop_assert!(
+                    result.as_ref().map_or_else(|e| !e.is_open(), |_| true),
+                    "step {i}: refused"
+                );
                 let slow = cfg.slow_ms.is_some_and(|limit| s.latency_ms > limit);
                 model.finish(probe, s.outcome, slow, now_ms(t0));
             }
@@ -312,7 +341,11 @@ async fn run(cfg: Cfg, steps: Vec<Step>) -> Result<(), TestCaseError> {
             continue; // the window is emptied on closing; its contents while open do not matter
         }
         prop_assert_eq!(
-            (snap.window_calls, snap.window_failures, snap.window_slow_calls),
+            (
+                snap.window_calls,
+                snap.window_failures,
+                snap.window_slow_calls
+            ),
             counts,
             "step {}: {:?}",
             i,

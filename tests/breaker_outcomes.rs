@@ -42,7 +42,11 @@ async fn the_time_window_also_forgets_old_successes() {
     send_all(&mut b, std::iter::repeat_n(OK, 10_000)).await;
     tokio::time::advance(Duration::from_secs(10)).await;
     send_all(&mut b, [FAIL; 9]).await;
-    assert_eq!(b.handle().state(), BreakerState::Closed, "below minimum_calls");
+    assert_eq!(
+        b.handle().state(),
+        BreakerState::Closed,
+        "below minimum_calls"
+    );
     send_all(&mut b, [FAIL]).await;
     assert_eq!(b.handle().state(), BreakerState::Open);
 }
@@ -66,7 +70,10 @@ async fn the_classifier_decides_what_fails() {
         b.ready().await.unwrap().call(code).await.unwrap();
     }
     let snap = b.handle().snapshot();
-    assert_eq!((snap.window_calls, snap.window_failures, snap.ignored), (4, 1, 2));
+    assert_eq!(
+        (snap.window_calls, snap.window_failures, snap.ignored),
+        (4, 1, 2)
+    );
     b.ready().await.unwrap().call(503).await.unwrap();
     // 2 of 4 failed (the first 404 left the window).
     assert_eq!(b.handle().state(), BreakerState::Open);
@@ -107,7 +114,13 @@ async fn a_probe_judged_at_the_end_of_its_stream_holds_its_slot_until_then() {
     // The head has arrived; the outcome has not.
     assert_eq!(b.handle().state(), BreakerState::HalfOpen);
     assert_eq!(b.handle().snapshot().probes_taken, 1);
-    assert!(b.ready().await.unwrap().call(()).await.is_err_and(|e| e.is_open()));
+    assert!(b
+        .ready()
+        .await
+        .unwrap()
+        .call(())
+        .await
+        .is_err_and(|e| e.is_open()));
     stream.reporter.take().unwrap().report(Outcome::Success);
     assert_eq!(b.handle().state(), BreakerState::Closed);
 }
@@ -160,12 +173,22 @@ async fn long_lived_streams_are_never_slow() {
         .build(watch)
         .unwrap();
     for _ in 0..2 {
-        b.ready().await.unwrap().call(Duration::from_secs(3600)).await.unwrap();
+        b.ready()
+            .await
+            .unwrap()
+            .call(Duration::from_secs(3600))
+            .await
+            .unwrap();
     }
     let snap = b.handle().snapshot();
     assert_eq!((snap.window_calls, snap.slow_calls), (2, 0));
     assert_eq!(snap.state, BreakerState::Closed);
     // A short call over the limit is slow.
-    b.ready().await.unwrap().call(Duration::from_millis(20)).await.unwrap();
+    b.ready()
+        .await
+        .unwrap()
+        .call(Duration::from_millis(20))
+        .await
+        .unwrap();
     assert_eq!(b.handle().snapshot().slow_calls, 1);
 }

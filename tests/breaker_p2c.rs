@@ -31,7 +31,11 @@ impl Replica {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn breaker(&self) -> CircuitBreaker<impl Service<u32, Response = u32, Error = std::io::Error, Future: Send> + Clone> {
+    fn breaker(
+        &self,
+    ) -> CircuitBreaker<
+        impl Service<u32, Response = u32, Error = std::io::Error, Future: Send> + Clone,
+    > {
         let (healthy, calls) = (self.healthy.clone(), self.calls.clone());
         let svc = service_fn(move |req: u32| {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -106,7 +110,10 @@ async fn an_unused_reservation_does_not_block_probing() {
     // Another holder of A (a second balancer, say) that gets it ready in
     // half-open and never calls it.
     let mut hog = breaker_a.clone();
-    let mut bal = Balance::new(ServiceList::new(vec![Constant::new(breaker_a, 0u32), Constant::new(b.breaker(), 0)]));
+    let mut bal = Balance::new(ServiceList::new(vec![
+        Constant::new(breaker_a, 0u32),
+        Constant::new(b.breaker(), 0),
+    ]));
     send_many(&mut bal, 100).await;
     assert_eq!(handle_a.state(), BreakerState::Open);
     a.healthy.store(true, Ordering::SeqCst);
@@ -137,7 +144,10 @@ async fn a_reservation_dropped_unused_lets_the_balancer_probe_at_once() {
     let breaker_a = a.breaker();
     let handle_a = breaker_a.handle();
     let mut hog = breaker_a.clone();
-    let mut bal = Balance::new(ServiceList::new(vec![Constant::new(breaker_a, 0u32), Constant::new(b.breaker(), 0)]));
+    let mut bal = Balance::new(ServiceList::new(vec![
+        Constant::new(breaker_a, 0u32),
+        Constant::new(b.breaker(), 0),
+    ]));
     send_many(&mut bal, 100).await;
     a.healthy.store(true, Ordering::SeqCst);
     tokio::time::advance(Duration::from_secs(10)).await;

@@ -69,7 +69,9 @@ async fn opens_on_slow_call_rate_whatever_the_result() {
     send_all(&mut b, [OK, slow(long), OK]).await;
     assert_eq!(b.handle().state(), BreakerState::Closed);
     // A call of exactly the limit is not slow.
-    send(&mut b, slow(Duration::from_millis(100))).await.unwrap();
+    send(&mut b, slow(Duration::from_millis(100)))
+        .await
+        .unwrap();
     assert_eq!(b.handle().state(), BreakerState::Closed);
     send(&mut b, slow(long)).await.unwrap();
     assert_eq!(b.handle().state(), BreakerState::Open);
@@ -79,7 +81,11 @@ async fn opens_on_slow_call_rate_whatever_the_result() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_calls_are_not_timed_unless_configured() {
-    let mut b = builder().count_window(4).minimum_calls(4).build(Backend::default()).unwrap();
+    let mut b = builder()
+        .count_window(4)
+        .minimum_calls(4)
+        .build(Backend::default())
+        .unwrap();
     send_all(&mut b, [slow(Duration::from_secs(5)); 4]).await;
     assert_eq!(b.handle().state(), BreakerState::Closed);
     assert_eq!(b.handle().snapshot().slow_calls, 0);
@@ -87,7 +93,11 @@ async fn slow_calls_are_not_timed_unless_configured() {
 
 #[tokio::test(start_paused = true)]
 async fn consecutive_failures_trip_without_minimum_calls() {
-    let mut b = builder().minimum_calls(100).consecutive_failures(3).build(Backend::default()).unwrap();
+    let mut b = builder()
+        .minimum_calls(100)
+        .consecutive_failures(3)
+        .build(Backend::default())
+        .unwrap();
     send_all(&mut b, [FAIL, FAIL, OK, FAIL, FAIL]).await;
     assert_eq!(b.handle().state(), BreakerState::Closed);
     assert_eq!(b.handle().snapshot().consecutive_failures, 2);
@@ -145,7 +155,11 @@ async fn open_duration_grows_on_consecutive_trips_up_to_its_cap() {
         .build(Backend::default())
         .unwrap();
     let handle = b.handle();
-    let secs: Vec<u64> = open_durations(b, 6).await.iter().map(Duration::as_secs).collect();
+    let secs: Vec<u64> = open_durations(b, 6)
+        .await
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
     assert_eq!(secs, [1, 2, 4, 8, 8, 8]);
     // Closing starts the growth again.
     handle.close();
@@ -170,10 +184,17 @@ async fn jitter_shortens_each_open_duration_within_its_fraction() {
     let a = open_durations(make(1), 6).await;
     for (k, d) in a.iter().enumerate() {
         let full = Duration::from_secs((10u64 << k).min(80));
-        assert!(*d <= full && *d >= full / 2, "trip {k}: {d:?} not in [{:?}, {full:?}]", full / 2);
+        assert!(
+            *d <= full && *d >= full / 2,
+            "trip {k}: {d:?} not in [{:?}, {full:?}]",
+            full / 2
+        );
     }
     // Jittered: not every duration is the full one, and another seed differs.
-    assert!(a.iter().enumerate().any(|(k, d)| *d != Duration::from_secs((10u64 << k).min(80))));
+    assert!(a
+        .iter()
+        .enumerate()
+        .any(|(k, d)| *d != Duration::from_secs((10u64 << k).min(80))));
     assert_ne!(a, open_durations(make(2), 6).await);
     assert_eq!(a, open_durations(make(1), 6).await);
 }
@@ -215,12 +236,22 @@ async fn half_open_refuses_callers_beyond_its_probes_without_queueing() {
     tokio::task::yield_now().await;
     assert_eq!(b.handle().snapshot().probes_taken, 2);
     let err = send(&mut b.clone(), OK).await.unwrap_err();
-    assert!(matches!(err, BreakerError::Open { state: BreakerState::HalfOpen, .. }));
+    assert!(matches!(
+        err,
+        BreakerError::Open {
+            state: BreakerState::HalfOpen,
+            ..
+        }
+    ));
     assert_eq!(backend.calls(), 2);
     for p in probes {
         p.await.unwrap().unwrap();
     }
-    assert_eq!(b.handle().state(), BreakerState::Closed, "both probes succeeded");
+    assert_eq!(
+        b.handle().state(),
+        BreakerState::Closed,
+        "both probes succeeded"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,7 +278,10 @@ async fn half_open_reopens_when_its_probes_never_finish() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_is_ignored_and_frees_its_probe_slot() {
-    let mut b = builder().half_open_calls(1).build(Backend::default()).unwrap();
+    let mut b = builder()
+        .half_open_calls(1)
+        .build(Backend::default())
+        .unwrap();
     b.handle().half_open();
     let fut = b.ready().await.unwrap().call(slow(Duration::from_secs(10)));
     assert_eq!(b.handle().snapshot().probes_taken, 1);
@@ -261,7 +295,10 @@ async fn a_dropped_call_is_ignored_and_frees_its_probe_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unused_reservation_is_released_when_dropped() {
-    let b = builder().half_open_calls(1).build(Backend::default()).unwrap();
+    let b = builder()
+        .half_open_calls(1)
+        .build(Backend::default())
+        .unwrap();
     b.handle().half_open();
     let mut holder = b.clone();
     holder.ready().await.unwrap(); // reserves the only probe slot
@@ -275,9 +312,13 @@ async fn an_unused_reservation_is_released_when_dropped() {
 
 #[tokio::test(start_paused = true)]
 async fn an_earlier_epoch_outcome_is_counted_but_never_transitions() {
-    let mut b = builder().minimum_calls(2).build(Backend::default()).unwrap();
+    let mut b = builder()
+        .minimum_calls(2)
+        .build(Backend::default())
+        .unwrap();
     let mut early = b.clone();
-    let late_failure = tokio::spawn(async move { send(&mut early, slow_fail(Duration::from_secs(1))).await });
+    let late_failure =
+        tokio::spawn(async move { send(&mut early, slow_fail(Duration::from_secs(1))).await });
     tokio::task::yield_now().await;
     b.handle().reset(); // a new epoch, still closed
     send(&mut b, FAIL).await.unwrap_err();
@@ -293,7 +334,10 @@ async fn an_earlier_epoch_outcome_is_counted_but_never_transitions() {
 
 #[tokio::test(start_paused = true)]
 async fn an_earlier_epoch_probe_neither_fills_nor_frees_a_slot() {
-    let b = builder().half_open_calls(1).build(Backend::default()).unwrap();
+    let b = builder()
+        .half_open_calls(1)
+        .build(Backend::default())
+        .unwrap();
     b.handle().half_open();
     let mut old = b.clone();
     let old_probe = tokio::spawn(async move { send(&mut old, slow(Duration::from_secs(1))).await });
@@ -314,9 +358,18 @@ async fn an_earlier_epoch_probe_neither_fills_nor_frees_a_slot() {
 #[tokio::test(start_paused = true)]
 async fn forced_open_refuses_everything_until_told() {
     let backend = Backend::default();
-    let mut b = builder().initial_state(InitialState::ForcedOpen).build(backend.clone()).unwrap();
+    let mut b = builder()
+        .initial_state(InitialState::ForcedOpen)
+        .build(backend.clone())
+        .unwrap();
     let err = send(&mut b, OK).await.unwrap_err();
-    assert!(matches!(err, BreakerError::Open { state: BreakerState::ForcedOpen, .. }));
+    assert!(matches!(
+        err,
+        BreakerError::Open {
+            state: BreakerState::ForcedOpen,
+            ..
+        }
+    ));
     assert_eq!(err.retry_after(), None);
     let clock = tower_fleet::Clock::default();
     assert!(!b.health_signal().is_available(&clock));
@@ -348,7 +401,10 @@ async fn metrics_only_records_but_never_trips() {
     send_all(&mut b, [FAIL; 30]).await;
     let snap = b.handle().snapshot();
     assert_eq!(snap.state, BreakerState::MetricsOnly);
-    assert_eq!((snap.calls, snap.failures, snap.window_failures), (30, 30, 10));
+    assert_eq!(
+        (snap.calls, snap.failures, snap.window_failures),
+        (30, 30, 10)
+    );
     assert_eq!(snap.failure_rate, Some(100.0));
     // Switched to closed, it starts with an empty window.
     b.handle().close();
@@ -367,7 +423,11 @@ async fn time_window_buckets_expire() {
     send_all(&mut b, [FAIL; 3]).await;
     assert_eq!(b.handle().snapshot().window_failures, 3);
     tokio::time::advance(Duration::from_secs(8)).await;
-    assert_eq!(b.handle().snapshot().window_failures, 3, "still inside the window");
+    assert_eq!(
+        b.handle().snapshot().window_failures,
+        3,
+        "still inside the window"
+    );
     tokio::time::advance(Duration::from_secs(2)).await;
     // The bucket of the three failures has rolled out.
     assert_eq!(b.handle().snapshot().window_calls, 0);
@@ -397,7 +457,11 @@ async fn subscribers_see_each_transition() {
         seen
     });
     let h = b.handle();
-    for step in [BreakerHandle::force_open as fn(&_), BreakerHandle::half_open, BreakerHandle::close] {
+    for step in [
+        BreakerHandle::force_open as fn(&_),
+        BreakerHandle::half_open,
+        BreakerHandle::close,
+    ] {
         step(&h);
         tokio::task::yield_now().await;
     }
@@ -405,7 +469,11 @@ async fn subscribers_see_each_transition() {
     use BreakerState::*;
     assert_eq!(
         watcher.await.unwrap(),
-        [(Closed, ForcedOpen), (ForcedOpen, HalfOpen), (HalfOpen, Closed)]
+        [
+            (Closed, ForcedOpen),
+            (ForcedOpen, HalfOpen),
+            (HalfOpen, Closed)
+        ]
     );
     assert_eq!(h.snapshot().transitions, 3);
 }
@@ -421,7 +489,11 @@ async fn not_ready_mode_waits_out_the_open_duration_then_probes() {
     // Pending until the open duration ends; the breaker's timer wakes it.
     b.ready().await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(60));
-    assert_eq!(b.handle().snapshot().probes_taken, 1, "ready reserved a probe slot");
+    assert_eq!(
+        b.handle().snapshot().probes_taken,
+        1,
+        "ready reserved a probe slot"
+    );
     b.call(OK).await.unwrap();
 }
 
@@ -458,7 +530,10 @@ impl Service<Req> for NeverReady {
     type Response = ();
     type Error = std::io::Error;
     type Future = std::future::Ready<Result<(), std::io::Error>>;
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Err(std::io::Error::other("broken")))
     }
     fn call(&mut self, _: Req) -> Self::Future {

@@ -70,15 +70,27 @@ impl Validate for WindowConfig {
         match *self {
             WindowConfig::Count { size } => {
                 if size == 0 || size > MAX_WINDOW_CALLS {
-                    return Err(ConfigError::new("size", size, format!("must be from 1 to {MAX_WINDOW_CALLS}")));
+                    return Err(ConfigError::new(
+                        "size",
+                        size,
+                        format!("must be from 1 to {MAX_WINDOW_CALLS}"),
+                    ));
                 }
             }
             WindowConfig::Time { duration, buckets } => {
                 if duration > MAX_WINDOW_DURATION {
-                    return Err(ConfigError::new("duration", fmt_duration(duration), "must be at most 1h"));
+                    return Err(ConfigError::new(
+                        "duration",
+                        fmt_duration(duration),
+                        "must be at most 1h",
+                    ));
                 }
                 if buckets == 0 || buckets > MAX_BUCKETS {
-                    return Err(ConfigError::new("buckets", buckets, format!("must be from 1 to {MAX_BUCKETS}")));
+                    return Err(ConfigError::new(
+                        "buckets",
+                        buckets,
+                        format!("must be from 1 to {MAX_BUCKETS}"),
+                    ));
                 }
                 if duration / buckets < Duration::from_millis(1) {
                     return Err(ConfigError::new(
@@ -169,7 +181,10 @@ pub struct BreakerConfig {
     /// service to its response, whatever the outcome) is slow. Default: off.
     /// Enabling it costs two clock reads per call (one atomic load each with a
     /// coarse clock). Set it a little above the latency you promise callers.
-    #[serde(with = "crate::config::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub slow_call_duration: Option<Duration>,
     /// Trip when at least this percentage of the window's calls were slow.
     /// Default 100.0; in (0, 100], to 0.01. Used only with
@@ -216,7 +231,10 @@ pub struct BreakerConfig {
     /// a tokio runtime. Default: off. Set it (1ms-10ms) with a time window or
     /// slow-call detection on hot paths; it adds at most one resolution of
     /// error to latencies and bucket edges.
-    #[serde(with = "crate::config::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub clock_resolution: Option<Duration>,
 }
 
@@ -305,12 +323,20 @@ impl Validate for BreakerConfig {
             non_zero_duration("slow_call_duration", d)?;
         }
         if self.consecutive_failures == Some(0) {
-            return Err(ConfigError::new("consecutive_failures", 0, "must be at least 1"));
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                0,
+                "must be at least 1",
+            ));
         }
         non_zero_duration("open_duration", self.open_duration)?;
         let m = self.open_duration_multiplier;
         if !(1.0..=100.0).contains(&m) {
-            return Err(ConfigError::new("open_duration_multiplier", m, "must be from 1.0 to 100.0"));
+            return Err(ConfigError::new(
+                "open_duration_multiplier",
+                m,
+                "must be from 1.0 to 100.0",
+            ));
         }
         if self.max_open_duration < self.open_duration {
             return Err(ConfigError::new(
@@ -320,7 +346,11 @@ impl Validate for BreakerConfig {
             ));
         }
         if !(0.0..=1.0).contains(&self.open_jitter) {
-            return Err(ConfigError::new("open_jitter", self.open_jitter, "must be from 0.0 to 1.0"));
+            return Err(ConfigError::new(
+                "open_jitter",
+                self.open_jitter,
+                "must be from 0.0 to 1.0",
+            ));
         }
         if self.half_open_calls == 0 || self.half_open_calls > MAX_HALF_OPEN_CALLS {
             return Err(ConfigError::new(

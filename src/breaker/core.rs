@@ -74,13 +74,17 @@ impl Settings {
             failure_bp: basis_points(c.failure_rate_threshold),
             slow_bp: basis_points(c.slow_call_rate_threshold),
             min_calls: u64::from(min_calls.max(1)),
-            slow_nanos: c.slow_call_duration.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            slow_nanos: c
+                .slow_call_duration
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             consecutive: c.consecutive_failures.map(u64::from),
             open_duration: c.open_duration,
             multiplier: c.open_duration_multiplier,
             max_open: c.max_open_duration.max(c.open_duration),
             jitter: c.open_jitter.clamp(0.0, 1.0),
-            half_open_calls: c.half_open_calls.clamp(1, super::state::MAX_HALF_OPEN_CALLS),
+            half_open_calls: c
+                .half_open_calls
+                .clamp(1, super::state::MAX_HALF_OPEN_CALLS),
             max_half_open: c.max_half_open_duration,
             mode: c.open_mode,
         }
@@ -267,14 +271,19 @@ impl Core {
             BreakerState::Disabled => Track::Nothing,
             _ => return self.decide_slow(w),
         };
-        Decision::Admit(Admit { epoch: w.epoch(), track })
+        Decision::Admit(Admit {
+            epoch: w.epoch(),
+            track,
+        })
     }
 
     #[cold]
     fn decide_slow(&self, mut w: Word) -> Decision {
         loop {
             match w.state() {
-                BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => return self.decide(),
+                BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => {
+                    return self.decide()
+                }
                 BreakerState::ForcedOpen => {
                     return Decision::Blocked(Blocked {
                         state: BreakerState::ForcedOpen,
@@ -291,11 +300,19 @@ impl Core {
                             wake_at: Some(until),
                         });
                     }
-                    self.transition(Some(w), BreakerState::HalfOpen, TransitionCause::OpenDurationElapsed);
+                    self.transition(
+                        Some(w),
+                        BreakerState::HalfOpen,
+                        TransitionCause::OpenDurationElapsed,
+                    );
                 }
                 BreakerState::HalfOpen => {
                     if w.taken() < self.settings.half_open_calls {
-                        match self.state.0.compare_exchange(w.0, w.0 + TAKEN_ONE, AcqRel, Acquire) {
+                        match self
+                            .state
+                            .0
+                            .compare_exchange(w.0, w.0 + TAKEN_ONE, AcqRel, Acquire)
+                        {
                             Ok(_) => {
                                 return Decision::Admit(Admit {
                                     epoch: w.epoch(),
@@ -316,7 +333,11 @@ impl Core {
                             wake_at: Some(limit),
                         });
                     }
-                    self.transition(Some(w), BreakerState::Open, TransitionCause::HalfOpenTimedOut);
+                    self.transition(
+                        Some(w),
+                        BreakerState::Open,
+                        TransitionCause::HalfOpenTimedOut,
+                    );
                 }
             }
             w = self.word();
@@ -333,7 +354,11 @@ impl Core {
     pub(crate) fn release_probe(&self, epoch: u32) {
         let mut w = self.word();
         while w.epoch() == epoch && w.state() == BreakerState::HalfOpen && w.taken() > w.done() {
-            match self.state.0.compare_exchange(w.0, w.0 - TAKEN_ONE, AcqRel, Acquire) {
+            match self
+                .state
+                .0
+                .compare_exchange(w.0, w.0 - TAKEN_ONE, AcqRel, Acquire)
+            {
                 Ok(_) => {
                     self.notify.notify_waiters();
                     return;
@@ -502,7 +527,12 @@ impl Core {
     /// Moves to `to` and starts a new epoch, if the state is still `expect`'s
     /// (same state, same epoch); `None` moves unconditionally (the handle).
     /// Returns whether it moved.
-    pub(crate) fn transition(&self, expect: Option<Word>, to: BreakerState, cause: TransitionCause) -> bool {
+    pub(crate) fn transition(
+        &self,
+        expect: Option<Word>,
+        to: BreakerState,
+        cause: TransitionCause,
+    ) -> bool {
         let mut slow = lock(&self.slow);
         let w = self.word();
         if let Some(e) = expect {
@@ -514,14 +544,15 @@ impl Core {
         let mut open_until = None;
         match to {
             BreakerState::Open => {
-                let until = now.add(slow.open_duration(&self.settings));
+                let until = now.plus(slow.open_duration(&self.settings));
                 self.open_until.store(until.0, Release);
                 self.health.set_unavailable_until(until.to_instant());
                 self.trips.inc();
                 open_until = Some(until.to_instant());
             }
             BreakerState::HalfOpen => {
-                self.half_open_until.store(now.add(self.settings.max_half_open).0, Release);
+                self.half_open_until
+                    .store(now.plus(self.settings.max_half_open).0, Release);
                 self.health.set_available();
             }
             BreakerState::Closed | BreakerState::MetricsOnly => {
@@ -568,8 +599,13 @@ impl Core {
     /// state a reader sees is not stale), then returns the state word.
     pub(crate) fn current(&self) -> Word {
         let w = self.word();
-        if w.state() == BreakerState::Open && self.clock.ticks().0 >= self.open_until.load(Acquire) {
-            self.transition(Some(w), BreakerState::HalfOpen, TransitionCause::OpenDurationElapsed);
+        if w.state() == BreakerState::Open && self.clock.ticks().0 >= self.open_until.load(Acquire)
+        {
+            self.transition(
+                Some(w),
+                BreakerState::HalfOpen,
+                TransitionCause::OpenDurationElapsed,
+            );
             return self.word();
         }
         w
@@ -593,19 +629,27 @@ impl Core {
         let now = self.clock.ticks();
         let c = self.window.counts(&self.tally, now.0);
         let rate = |n: u64| (c.calls > 0).then(|| n as f64 * 100.0 / c.calls as f64);
-        let calls = self.window.lifetime_calls(&self.tally).wrapping_add(self.probes.get());
+        let calls = self
+            .window
+            .lifetime_calls(&self.tally)
+            .wrapping_add(self.probes.get());
         BreakerSnapshot {
             state: w.state(),
             epoch: w.epoch(),
             time_in_state: now.since(Ticks(self.since.load(Relaxed))),
-            open_until: (w.state() == BreakerState::Open).then(|| Ticks(self.open_until.load(Acquire)).to_instant()),
+            open_until: (w.state() == BreakerState::Open)
+                .then(|| Ticks(self.open_until.load(Acquire)).to_instant()),
             window_calls: c.calls,
             window_failures: c.failures,
             window_slow_calls: c.slow,
             failure_rate: rate(c.failures),
             slow_call_rate: rate(c.slow),
             consecutive_failures: self.consecutive.load(Relaxed),
-            probes_taken: if w.state() == BreakerState::HalfOpen { w.taken() } else { 0 },
+            probes_taken: if w.state() == BreakerState::HalfOpen {
+                w.taken()
+            } else {
+                0
+            },
             calls,
             failures: self.failures.get(),
             slow_calls: self.slow_calls.get(),

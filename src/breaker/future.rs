@@ -57,7 +57,11 @@ impl Guard {
     /// end of its stream (moving the guard there, so a probe holds its slot
     /// until then).
     #[inline]
-    pub(crate) fn judge<Res, E, C: Classify<Res, E>>(&mut self, classify: &C, result: &Result<Res, E>) {
+    pub(crate) fn judge<Res, E, C: Classify<Res, E>>(
+        &mut self,
+        classify: &C,
+        result: &Result<Res, E>,
+    ) {
         let Some(core) = &self.core else { return };
         let (slow, now) = if self.start != 0 {
             let now = core.clock.ticks();

@@ -161,7 +161,9 @@ pub struct BreakerHandle {
 
 impl fmt::Debug for BreakerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerHandle").field("state", &self.core.word().state()).finish()
+        f.debug_struct("BreakerHandle")
+            .field("state", &self.core.word().state())
+            .finish()
     }
 }
 
@@ -192,39 +194,46 @@ impl BreakerHandle {
 
     /// Refuses every call until another state is set.
     pub fn force_open(&self) {
-        self.core.transition(None, BreakerState::ForcedOpen, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::ForcedOpen, TransitionCause::Handle);
     }
 
     /// Opens the breaker as a trip would, for the (possibly grown) open duration.
     pub fn open(&self) {
-        self.core.transition(None, BreakerState::Open, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::Open, TransitionCause::Handle);
     }
 
     /// Moves to half-open now: the next calls are probes.
     pub fn half_open(&self) {
-        self.core.transition(None, BreakerState::HalfOpen, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::HalfOpen, TransitionCause::Handle);
     }
 
     /// Closes the breaker with an empty window.
     pub fn close(&self) {
-        self.core.transition(None, BreakerState::Closed, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::Closed, TransitionCause::Handle);
     }
 
     /// Passes every call and records nothing, until another state is set.
     pub fn disable(&self) {
-        self.core.transition(None, BreakerState::Disabled, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::Disabled, TransitionCause::Handle);
     }
 
     /// Records every call and emits events but never trips, until another
     /// state is set.
     pub fn metrics_only(&self) {
-        self.core.transition(None, BreakerState::MetricsOnly, TransitionCause::Handle);
+        self.core
+            .transition(None, BreakerState::MetricsOnly, TransitionCause::Handle);
     }
 
     /// Back to closed as if new: an empty window, no failures in a row, and
     /// the open-duration growth starts again from `open_duration`. The
     /// since-built counters of the snapshot keep counting.
     pub fn reset(&self) {
-        self.core.transition(None, BreakerState::Closed, TransitionCause::Reset);
+        self.core
+            .transition(None, BreakerState::Closed, TransitionCause::Reset);
     }
 }

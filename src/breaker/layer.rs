@@ -58,7 +58,9 @@ pub struct BreakerBuilder<C = ErrorIsFailure> {
 
 impl<C> fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("BreakerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -277,7 +279,9 @@ impl<C: Clone> Clone for CircuitBreakerLayer<C> {
 
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("CircuitBreakerLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

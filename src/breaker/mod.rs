@@ -144,8 +144,8 @@ mod sync;
 mod window;
 
 pub use config::{
-    BreakerConfig, InitialState, OpenMode, WindowConfig, DEFAULT_CONSECUTIVE_FAILURES, MAX_WINDOW_CALLS,
-    MAX_WINDOW_DURATION,
+    BreakerConfig, InitialState, OpenMode, WindowConfig, DEFAULT_CONSECUTIVE_FAILURES,
+    MAX_WINDOW_CALLS, MAX_WINDOW_DURATION,
 };
 pub use error::BreakerError;
 pub use future::ResponseFuture;

@@ -199,9 +199,13 @@ impl<S, C> CircuitBreaker<S, C> {
                 // The timer runs on tokio's time; the breaker's clock may lag
                 // it (a coarse clock) or stand still (a manual one), so wait
                 // out what the breaker's clock says is left, at least 1ms.
-                let left = at.since(self.core.clock.ticks()).max(Duration::from_millis(1));
+                let left = at
+                    .since(self.core.clock.ticks())
+                    .max(Duration::from_millis(1));
                 let deadline = tokio::time::Instant::now() + left;
-                let sleep = wait.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let sleep = wait
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if sleep.deadline() != deadline {
                     sleep.as_mut().reset(deadline);
                 }
@@ -222,11 +226,11 @@ impl<S, C: Clone> CircuitBreaker<S, C> {
         if admit.track == Track::Nothing {
             return (Guard::none(), self.classify.clone());
         }
-        let start = match self.core.settings.slow_nanos {
-            Some(_) => Some(self.core.clock.ticks()),
-            None => None,
-        };
-        (Guard::new(self.core.clone(), admit, start), self.classify.clone())
+        let start = self.core.settings.slow_nanos.map(|_| self.core.clock.ticks());
+        (
+            Guard::new(self.core.clone(), admit, start),
+            self.classify.clone(),
+        )
     }
 
     /// The admission of a call off the closed-state path: a probe, a
@@ -317,7 +321,10 @@ impl<S, C> CircuitBreaker<S, C> {
         if let Ok((mut guard, classify)) = self.admit_slow(held) {
             guard.judge(&classify, &result);
         }
-        let err = result.err().map(Into::into).unwrap_or_else(|| "readiness failed".into());
+        let err = result
+            .err()
+            .map(Into::into)
+            .unwrap_or_else(|| "readiness failed".into());
         BreakerError::Inner(err)
     }
 }

@@ -160,7 +160,10 @@ mod tests {
             w = w.with_probe_done(true, true);
         }
         assert_eq!(w.state(), BreakerState::HalfOpen);
-        assert_eq!((w.taken(), w.done(), w.failed(), w.slow()), (255, 255, 255, 255));
+        assert_eq!(
+            (w.taken(), w.done(), w.failed(), w.slow()),
+            (255, 255, 255, 255)
+        );
         assert_eq!(w.epoch(), EPOCH_MASK as u32);
         assert_eq!(w.next_epoch(), 0);
         for s in [

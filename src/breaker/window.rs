@@ -75,7 +75,9 @@ impl Tally {
         let d = pack(dc, df);
         let cf = self.cf.fetch_add(d, Relaxed).wrapping_add(d);
         let slow = if ds != 0 {
-            self.slow.fetch_add(ds as u64, Relaxed).wrapping_add(ds as u64)
+            self.slow
+                .fetch_add(ds as u64, Relaxed)
+                .wrapping_add(ds as u64)
         } else if read_slow {
             self.slow.load(Relaxed)
         } else {
@@ -144,7 +146,9 @@ impl Window {
             Window::Count(_) => tally.pos.load(Relaxed),
             Window::Time(w) => {
                 let head = (w.cursor.load(Relaxed) & SLOT_MASK) as usize;
-                w.retired.load(Relaxed).wrapping_add(w.counts(head, false).calls)
+                w.retired
+                    .load(Relaxed)
+                    .wrapping_add(w.counts(head, false).calls)
             }
         }
     }
@@ -252,7 +256,10 @@ impl TimeWindow {
                 return (c & SLOT_MASK) as usize;
             }
             let slot = idx % n;
-            match self.cursor.compare_exchange(c, (idx << SLOT_BITS) | slot, Relaxed, Relaxed) {
+            match self
+                .cursor
+                .compare_exchange(c, (idx << SLOT_BITS) | slot, Relaxed, Relaxed)
+            {
                 Ok(_) => {
                     // Empty the buckets the window moved past, up to the new
                     // newest, then re-add the sealed sums.
@@ -301,9 +308,14 @@ impl TimeWindow {
     #[inline]
     fn counts(&self, head: usize, read_slow: bool) -> Counts {
         let b = &self.buckets[head];
-        let cf = self.sealed_cf.load(Relaxed).wrapping_add(b.cf.load(Relaxed));
+        let cf = self
+            .sealed_cf
+            .load(Relaxed)
+            .wrapping_add(b.cf.load(Relaxed));
         let slow = if read_slow {
-            self.sealed_slow.load(Relaxed).wrapping_add(b.slow.load(Relaxed))
+            self.sealed_slow
+                .load(Relaxed)
+                .wrapping_add(b.slow.load(Relaxed))
         } else {
             0
         };
@@ -371,7 +383,9 @@ mod tests {
     #[test]
     fn fastmod_matches_the_remainder() {
         for size in [1u32, 2, 3, 7, 100, 1000, 65_537, 1_000_000] {
-            let Window::Count(w) = Window::count(size) else { unreachable!() };
+            let Window::Count(w) = Window::count(size) else {
+                unreachable!()
+            };
             for i in [0u64, 1, 5, 99, 100, 101, 12_345_678, u64::from(u32::MAX)] {
                 assert_eq!(w.index(i), (i as u32 % size) as usize, "size {size} i {i}");
             }
