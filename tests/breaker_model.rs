@@ -36,42 +36,28 @@ struct Step {
     cancel: bool,
 }
 
-fn cfg() -> impl Strategy<Value = Cfg> {
-    let window = prop_oneof![
+fn window() -> impl Strategy<Value = WindowConfig> {
+    prop_oneof![
         (1u32..=6).prop_map(|size| WindowConfig::Count { size }),
         (1u64..=4, 1u32..=4).prop_map(|(s, buckets)| WindowConfig::Time {
             duration: Duration::from_secs(s),
             buckets
         }),
-    ];
-    (
-        window,
-        1u32..=6,
-        prop::sample::select(vec![20.0, 50.0, 75.0, 100.0]),
-        prop::option::of(Just(50u64)),
-        prop::sample::select(vec![50.0, 100.0]),
-        prop::option::of(1u32..=3),
-        1u32..=3,
-    )
-        .prop_map(
-            |(
-                window,
-                minimum_calls,
-                failure_rate,
-                slow_ms,
-                slow_rate,
-                consecutive,
-                half_open_calls,
-            )| Cfg {
-                window,
-                minimum_calls,
-                failure_rate,
-                slow_ms,
-                slow_rate,
-                consecutive,
-                half_open_calls,
-            },
-        )
+    ]
+}
+
+prop_compose! {
+    fn cfg()(
+        window in window(),
+        minimum_calls in 1u32..=6,
+        failure_rate in prop::sample::select(vec![20.0, 50.0, 75.0, 100.0]),
+        slow_ms in prop::option::of(Just(50u64)),
+        slow_rate in prop::sample::select(vec![50.0, 100.0]),
+        consecutive in prop::option::of(1u32..=3),
+        half_open_calls in 1u32..=3,
+    ) -> Cfg {
+        Cfg { window, minimum_calls, failure_rate, slow_ms, slow_rate, consecutive, half_open_calls }
+    }
 }
 
 fn step() -> impl Strategy<Value = Step> {

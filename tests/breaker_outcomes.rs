@@ -102,14 +102,23 @@ fn at_end(r: &Result<Stream, std::io::Error>) -> Classification {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_probe_judged_at_the_end_of_its_stream_holds_its_slot_until_then() {
-    let mut b = CircuitBreaker::builder()
+/// A half-open breaker with one probe slot over a streaming backend.
+fn half_open_over_streams() -> CircuitBreaker<
+    impl Service<(), Response = Stream, Error = std::io::Error> + Clone,
+    impl Fn(&Result<Stream, std::io::Error>) -> Classification + Clone,
+> {
+    let b = CircuitBreaker::builder()
         .half_open_calls(1)
         .classify(at_end)
         .build(streaming())
         .unwrap();
     b.handle().half_open();
+    b
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_judged_at_the_end_of_its_stream_holds_its_slot_until_then() {
+    let mut b = half_open_over_streams();
     let mut stream = b.ready().await.unwrap().call(()).await.unwrap();
     // The head has arrived; the outcome has not.
     assert_eq!(b.handle().state(), BreakerState::HalfOpen);
@@ -127,12 +136,7 @@ async fn a_probe_judged_at_the_end_of_its_stream_holds_its_slot_until_then() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_dropped_before_its_end_is_ignored() {
-    let mut b = CircuitBreaker::builder()
-        .half_open_calls(1)
-        .classify(at_end)
-        .build(streaming())
-        .unwrap();
-    b.handle().half_open();
+    let mut b = half_open_over_streams();
     let stream = b.ready().await.unwrap().call(()).await.unwrap();
     drop(stream);
     let snap = b.handle().snapshot();

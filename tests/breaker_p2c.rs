@@ -10,7 +10,7 @@ use tower::balance::p2c::Balance;
 use tower::discover::ServiceList;
 use tower::load::Constant;
 use tower::{service_fn, Service, ServiceExt};
-use tower_fleet::breaker::{BreakerState, CircuitBreaker, OpenMode};
+use tower_fleet::breaker::{BreakerHandle, BreakerState, CircuitBreaker, OpenMode};
 use tower_fleet::BoxError;
 
 /// One replica: counts its calls, fails while unhealthy.
@@ -102,14 +102,19 @@ async fn traffic_moves_off_an_open_replica_and_comes_back_after_it_closes() {
     assert!(a.calls() > 3 + 30, "A got {} calls", a.calls() - 3);
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_unused_reservation_does_not_block_probing() {
+/// A balancer over replica A and a healthy B: A failed until its breaker
+/// opened, has recovered, and its open duration is over. `hog` is another
+/// holder of A's breaker (a second balancer, say), outside this one.
+async fn a_recovered_behind_its_open_breaker() -> (
+    Replica,
+    BreakerHandle,
+    CircuitBreaker<impl Service<u32, Response = u32, Error = std::io::Error, Future: Send> + Clone>,
+    impl Service<u32, Response = u32, Error = BoxError>,
+) {
     let (a, b) = (Replica::default(), Replica::healthy());
     let breaker_a = a.breaker();
     let handle_a = breaker_a.handle();
-    // Another holder of A (a second balancer, say) that gets it ready in
-    // half-open and never calls it.
-    let mut hog = breaker_a.clone();
+    let hog = breaker_a.clone();
     let mut bal = Balance::new(ServiceList::new(vec![
         Constant::new(breaker_a, 0u32),
         Constant::new(b.breaker(), 0),
@@ -117,9 +122,14 @@ async fn an_unused_reservation_does_not_block_probing() {
     send_many(&mut bal, 100).await;
     assert_eq!(handle_a.state(), BreakerState::Open);
     a.healthy.store(true, Ordering::SeqCst);
-
     tokio::time::advance(Duration::from_secs(10)).await;
-    hog.ready().await.unwrap(); // takes the only probe slot
+    (a, handle_a, hog, bal)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unused_reservation_does_not_block_probing() {
+    let (a, handle_a, mut hog, mut bal) = a_recovered_behind_its_open_breaker().await;
+    hog.ready().await.unwrap(); // takes the only probe slot, never calls
     assert_eq!(handle_a.snapshot().probes_taken, 1);
     let before = a.calls();
     assert_eq!(send_many(&mut bal, 100).await, 100);
@@ -140,17 +150,7 @@ async fn an_unused_reservation_does_not_block_probing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reservation_dropped_unused_lets_the_balancer_probe_at_once() {
-    let (a, b) = (Replica::default(), Replica::healthy());
-    let breaker_a = a.breaker();
-    let handle_a = breaker_a.handle();
-    let mut hog = breaker_a.clone();
-    let mut bal = Balance::new(ServiceList::new(vec![
-        Constant::new(breaker_a, 0u32),
-        Constant::new(b.breaker(), 0),
-    ]));
-    send_many(&mut bal, 100).await;
-    a.healthy.store(true, Ordering::SeqCst);
-    tokio::time::advance(Duration::from_secs(10)).await;
+    let (_a, handle_a, mut hog, mut bal) = a_recovered_behind_its_open_breaker().await;
     hog.ready().await.unwrap();
     send_many(&mut bal, 20).await;
     assert_eq!(handle_a.state(), BreakerState::HalfOpen);

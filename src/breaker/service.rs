@@ -226,7 +226,11 @@ impl<S, C: Clone> CircuitBreaker<S, C> {
         if admit.track == Track::Nothing {
             return (Guard::none(), self.classify.clone());
         }
-        let start = self.core.settings.slow_nanos.map(|_| self.core.clock.ticks());
+        let start = self
+            .core
+            .settings
+            .slow_nanos
+            .map(|_| self.core.clock.ticks());
         (
             Guard::new(self.core.clone(), admit, start),
             self.classify.clone(),
