@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
-use super::core::{Admit, Core};
+use super::core::Core;
 use super::error::BreakerError;
+use super::permit::{Admit, Track};
 use super::state::BreakerState;
 use crate::classify::{Classification, Classify, Outcome};
 use crate::clock::Ticks;
@@ -47,7 +48,7 @@ impl Guard {
             core: None,
             admit: Admit {
                 epoch: 0,
-                track: super::core::Track::Nothing,
+                track: Track::Nothing,
             },
             start: 0,
         }

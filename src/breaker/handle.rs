@@ -181,7 +181,7 @@ impl BreakerHandle {
 
     /// The latest transition now, and each later one as it happens.
     /// A slow subscriber sees the latest transition, not every one; the
-    /// `tracing` events (target `tower_fleet::breaker::core`) log each.
+    /// `tracing` events (target `tower_fleet::breaker`) log each.
     pub fn subscribe(&self) -> watch::Receiver<StateChange> {
         self.core.subscribe()
     }

@@ -54,13 +54,16 @@
 //! | disabled | pass; nothing recorded | the handle says so |
 //! | metrics only | pass; recorded, events emitted, never trips | the handle says so |
 //!
-//! Trip conditions, evaluated after each recorded call once the window holds
-//! `minimum_calls`: failure rate >= `failure_rate_threshold`, or slow-call
-//! rate >= `slow_call_rate_threshold` (with `slow_call_duration` set). And,
-//! when `consecutive_failures` is set, that many failures in a row, whatever
-//! the window holds. Every transition starts a new **epoch**: a call admitted
-//! in an earlier epoch is counted, but its outcome alone never causes a
-//! transition and never fills or frees a probe slot it did not take.
+//! Trip conditions, evaluated whenever a call changes the window, once it
+//! holds `minimum_calls`: failure rate >= `failure_rate_threshold`, or
+//! slow-call rate >= `slow_call_rate_threshold` (with `slow_call_duration`
+//! set). And, when `consecutive_failures` is set, that many failures in a
+//! row, whatever the window holds. (A success that replaces a success in a
+//! count window changes nothing, so it costs no evaluation.) Every
+//! transition starts a new **epoch**: a call admitted in an earlier epoch is
+//! counted in the window and the counters, but its outcome alone never
+//! causes a transition and never fills or frees a probe slot it did not
+//! take.
 //!
 //! # Two modes of an open breaker
 //!
@@ -101,16 +104,20 @@
 //!   call that replaces an outcome with an equal one (a success in a window
 //!   of successes) costs one `fetch_add` and one load; otherwise a swap and a
 //!   `fetch_add` on the window's totals. No clock read.
-//! - **Time window** (the last T, in B buckets that roll): two `fetch_add`s
-//!   and one clock read per call. Buckets roll as calls see them expire, in
-//!   O(1) amortized (a call after an idle gap clears at most B buckets).
-//! - The closed-state path takes no lock and allocates nothing beyond the
-//!   `Arc` clone its response future holds. Transitions take a mutex.
-//! - Exactness: the window's totals equal its contents whenever no call is
-//!   being recorded; two calls that land on the same count-window slot at
-//!   once (N calls apart) keep one of the two outcomes, and a time-window
-//!   outcome recorded while its bucket is being rolled may be dropped. Both
-//!   are rare and never make the totals disagree with the contents.
+//! - **Time window** (the last T, in B buckets that roll): one clock read and
+//!   one `fetch_add` on the newest bucket per call; the sums of the older
+//!   buckets are recomputed as the window rolls (O(B), once per bucket
+//!   width; a call after an idle gap clears the buckets it passed).
+//! - The closed-state path takes no lock and allocates nothing; its only
+//!   shared writes are that `fetch_add` and the `Arc` count of the breaker's
+//!   state, which the response future holds. Transitions take a mutex.
+//! - Exactness: a count window's totals equal its contents whenever no call
+//!   is being recorded. Approximations, all rare and bounded by the number
+//!   of calls recorded at the same instant: two calls that land on the same
+//!   count-window slot at once (N calls apart) keep one of the two outcomes;
+//!   a time-window outcome recorded while its bucket is being rolled may be
+//!   dropped, and one written to a bucket just sealed is counted from the
+//!   next roll on. Nothing is striped across cores.
 //! - Slow-call detection reads the clock twice per call, so it runs only
 //!   when `slow_call_duration` is set. With a time window or slow-call
 //!   detection on a hot path, use a coarse clock
@@ -138,9 +145,12 @@ mod error;
 mod future;
 mod handle;
 mod layer;
+mod permit;
 mod service;
+mod settings;
 mod state;
 mod sync;
+mod transition;
 mod window;
 
 pub use config::{

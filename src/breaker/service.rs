@@ -12,10 +12,11 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::config::OpenMode;
-use super::core::{Admit, Blocked, Core, Decision, Reservation, Track};
+use super::core::Core;
 use super::error::BreakerError;
 use super::future::{Guard, ResponseFuture};
 use super::handle::BreakerHandle;
+use super::permit::{Admit, Blocked, Decision, Reservation, Track};
 use super::state::BreakerState;
 use crate::classify::{Classify, ErrorIsFailure};
 use crate::signal::{HealthSignal, HealthSource};
