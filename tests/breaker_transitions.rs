@@ -107,10 +107,49 @@ async fn consecutive_failures_trip_without_minimum_calls() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn failure_accrual_trips_after_five_failures_in_a_row() {
+    let mut b = builder()
+        .minimum_calls(100)
+        .failure_accrual()
+        .build(Backend::default())
+        .unwrap();
+    send_all(&mut b, [FAIL; 4]).await;
+    assert_eq!(b.handle().state(), BreakerState::Closed);
+    send_all(&mut b, [FAIL]).await;
+    assert_eq!(b.handle().state(), BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_decided_in_poll_ready_holds_until_the_call() {
+    let backend = Backend::default();
+    let mut b = builder().build(backend.clone()).unwrap();
+    b.handle().open();
+    b.ready().await.unwrap(); // refused: the backend was not polled
+    b.handle().close();
+    // Closed now, but this call was not polled ready against the backend.
+    assert!(b.call(OK).await.unwrap_err().is_open());
+    assert_eq!(backend.calls(), 0);
+    send(&mut b, OK).await.unwrap();
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_admission_decided_in_poll_ready_holds_until_the_call() {
+    let backend = Backend::default();
+    let mut b = builder().build(backend.clone()).unwrap();
+    b.ready().await.unwrap(); // admitted: the backend was polled ready
+    b.handle().force_open();
+    b.call(OK).await.unwrap();
+    assert_eq!(backend.calls(), 1);
+    assert!(send(&mut b, OK).await.unwrap_err().is_open());
+}
+
+#[tokio::test(start_paused = true)]
 async fn half_opens_after_the_open_duration_and_says_when_in_the_error() {
     let mut b = builder().build(Backend::default()).unwrap();
     b.handle().open();
     tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(b.handle().snapshot().time_in_state, Duration::from_secs(20));
     let err = send(&mut b, OK).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(40)));
     let boxed: BoxError = Box::new(err);

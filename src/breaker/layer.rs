@@ -169,11 +169,20 @@ impl<C> BreakerBuilder<C> {
         self
     }
 
-    /// Trips after `n` failures in a row (Finagle's failure accrual uses 5).
+    /// Trips after `n` failures in a row, without waiting for
+    /// `minimum_calls`.
     #[must_use]
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.config.consecutive_failures = Some(n);
         self
+    }
+
+    /// Finagle's failure accrual: trips after
+    /// [`DEFAULT_CONSECUTIVE_FAILURES`](super::DEFAULT_CONSECUTIVE_FAILURES)
+    /// (5) failures in a row.
+    #[must_use]
+    pub fn failure_accrual(self) -> Self {
+        self.consecutive_failures(super::config::DEFAULT_CONSECUTIVE_FAILURES)
     }
 
     /// Reads a coarse clock ticked every `resolution` (see
