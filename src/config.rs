@@ -119,6 +119,13 @@ pub(crate) mod duration {
     pub(crate) use humantime_serde::{deserialize, serialize};
 }
 
+/// `#[serde(with = "crate::config::opt_duration")]` for `Option<Duration>`
+/// fields (`"250ms"`, or absent for `None`; pair it with
+/// `skip_serializing_if = "Option::is_none"`).
+pub(crate) mod opt_duration {
+    pub(crate) use humantime_serde::option::{deserialize, serialize};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +149,27 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
         let err = parse_duration("soon").unwrap_err();
         assert_eq!(err.value(), "soon");
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Optional {
+        #[serde(
+            with = "opt_duration",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        after: Option<Duration>,
+    }
+
+    #[test]
+    fn optional_durations_are_human_strings_or_absent() {
+        let some: Optional = toml::from_str("after = \"1m 30s\"").unwrap();
+        assert_eq!(some.after, Some(Duration::from_secs(90)));
+        assert_eq!(toml::to_string(&some).unwrap().trim(), "after = \"1m 30s\"");
+        let none: Optional = toml::from_str("").unwrap();
+        assert_eq!(none.after, None);
+        assert_eq!(toml::to_string(&none).unwrap().trim(), "");
+        assert!(toml::from_str::<Optional>("after = \"soon\"").is_err());
     }
 
     #[test]

@@ -29,6 +29,10 @@
 //!
 //! ## What exists today
 //!
+//! - [`breaker`]: resilience4j-grade circuit breaking (count and time
+//!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
+//!   lock-free on the closed-state path, publishing its health to balancers.
+//!
 //! The [`shard`] layer, with Maglev and ring placement:
 //!
 //! ```
@@ -67,6 +71,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod breaker;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -96,6 +101,7 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
