@@ -1,1 +1,3 @@
+//! Benches of the shard layer.
+
 fn main() {}

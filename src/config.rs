@@ -115,6 +115,12 @@ pub(crate) mod duration {
     pub(crate) use humantime_serde::{deserialize, serialize};
 }
 
+/// `#[serde(with = "crate::config::opt_duration")]` for `Option<Duration>`
+/// fields: a human string, or the field left out for `None`.
+pub(crate) mod opt_duration {
+    pub(crate) use humantime_serde::option::{deserialize, serialize};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +142,22 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
         let err = parse_duration("soon").unwrap_err();
         assert_eq!(err.value(), "soon");
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Window {
+        #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+        window: Option<Duration>,
+    }
+
+    #[test]
+    fn optional_durations_are_human_strings_or_absent() {
+        let w: Window = toml::from_str("window = \"30s\"").unwrap();
+        assert_eq!(w.window, Some(Duration::from_secs(30)));
+        let none: Window = toml::from_str("").unwrap();
+        assert_eq!(none.window, None);
+        assert_eq!(toml::to_string(&none).unwrap(), "");
+        assert_eq!(toml::from_str::<Window>(&toml::to_string(&w).unwrap()).unwrap(), w);
     }
 
     #[test]

@@ -29,7 +29,12 @@
 //!
 //! ## What exists today
 //!
-//! The [`shard`] layer, with Maglev and ring placement:
+//! - [`shard`]: consistent-hash sharding, with Maglev and ring placement.
+//! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
+//!   least request, round robin, random), with outlier ejection, health
+//!   checks and slow start.
+//!
+//! The shard layer:
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -67,6 +72,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod balance;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -91,6 +97,7 @@ impl NoRuntime {
     }
 }
 
+pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
