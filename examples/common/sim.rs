@@ -36,6 +36,8 @@ type Script = Box<dyn Fn(Duration) -> Behaviour + Send + Sync>;
 /// One backend: a concurrency limit (a queue in front of it) and a script.
 pub struct Backend {
     received: AtomicU64,
+    /// Requests received in each second of the run.
+    per_second: std::sync::Mutex<Vec<u64>>,
     slots: Arc<Semaphore>,
     script: Script,
     start: Instant,
@@ -48,6 +50,7 @@ impl Backend {
         static SEED: AtomicU64 = AtomicU64::new(1);
         Arc::new(Backend {
             received: AtomicU64::new(0),
+            per_second: std::sync::Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(concurrency)),
             script: Box::new(script),
             start: Instant::now(),
@@ -58,6 +61,13 @@ impl Backend {
     /// Requests it has received.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Requests it received from `from` to `until` (whole seconds of the run).
+    pub fn received_between(&self, from: Duration, until: Duration) -> u64 {
+        let per_second = self.per_second.lock().unwrap();
+        let (a, b) = (from.as_secs() as usize, until.as_secs() as usize);
+        per_second.iter().skip(a).take(b.saturating_sub(a)).sum()
     }
 
     fn jitter(&self, mean: Duration) -> Duration {
@@ -84,6 +94,14 @@ impl Service<u64> for Server {
     fn call(&mut self, _req: u64) -> Self::Future {
         let b = self.0.clone();
         b.received.fetch_add(1, Ordering::Relaxed);
+        {
+            let second = b.start.elapsed().as_secs() as usize;
+            let mut per_second = b.per_second.lock().unwrap();
+            if per_second.len() <= second {
+                per_second.resize(second + 1, 0);
+            }
+            per_second[second] += 1;
+        }
         Box::pin(async move {
             let _slot = b.slots.clone().acquire_owned().await?;
             match (b.script)(b.start.elapsed()) {
