@@ -99,7 +99,14 @@ async fn run(line: Line, scenario: Scenario) -> (Report, f64) {
         Line::TowerEwma => {
             let services: Vec<_> = backends
                 .iter()
-                .map(|b| PeakEwma::new(replica(b), Duration::from_millis(30), 10e9, CompleteOnResponse::default()))
+                .map(|b| {
+                    PeakEwma::new(
+                        replica(b),
+                        Duration::from_millis(30),
+                        10e9,
+                        CompleteOnResponse::default(),
+                    )
+                })
                 .collect();
             sim::run(p2c::Balance::new(ServiceList::new(services)), RATE, RUN).await
         }
@@ -117,7 +124,12 @@ async fn run(line: Line, scenario: Scenario) -> (Report, f64) {
                     enabled: eject,
                     ..OutlierConfig::default()
                 })
-                .replicas(backends.iter().enumerate().map(|(i, b)| Replica::new(format!("r{i}"), replica(b))))
+                .replicas(
+                    backends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| Replica::new(format!("r{i}"), replica(b))),
+                )
                 .build()
                 .expect("a valid balancer");
             sim::run(balance, RATE, RUN).await
@@ -146,11 +158,19 @@ async fn main() {
     ];
     let started = std::time::Instant::now();
     for (scenario, title) in [
-        (Scenario::Slow, "one replica answers in 2s for 30s (1s timeout)"),
+        (
+            Scenario::Slow,
+            "one replica answers in 2s for 30s (1s timeout)",
+        ),
         (Scenario::FailFast, "one replica fails in 1ms for 30s"),
     ] {
-        println!("\n{REPLICAS} replicas, {RATE} requests/s for {}s; {title}\n", RUN.as_secs());
-        println!("| balancer | failed | success | p50 | p99 | p99.9 | bad replica's share while bad |");
+        println!(
+            "\n{REPLICAS} replicas, {RATE} requests/s for {}s; {title}\n",
+            RUN.as_secs()
+        );
+        println!(
+            "| balancer | failed | success | p50 | p99 | p99.9 | bad replica's share while bad |"
+        );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for line in lines {
             let (r, share) = run(line, scenario).await;
@@ -166,5 +186,8 @@ async fn main() {
             );
         }
     }
-    println!("\n(simulated in {:.1}s of real time)", started.elapsed().as_secs_f64());
+    println!(
+        "\n(simulated in {:.1}s of real time)",
+        started.elapsed().as_secs_f64()
+    );
 }

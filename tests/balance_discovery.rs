@@ -27,7 +27,11 @@ fn discovered() -> (Balance<Node>, Changes) {
 /// Yields until the worker has applied what was sent (bounded: only catches hangs).
 async fn settle(handle: &BalanceHandle<Node>, want: &BTreeSet<usize>) {
     for _ in 0..1000 {
-        let have: BTreeSet<usize> = handle.replicas().iter().map(|s| s.id.as_str()[1..].parse().unwrap()).collect();
+        let have: BTreeSet<usize> = handle
+            .replicas()
+            .iter()
+            .map(|s| s.id.as_str()[1..].parse().unwrap())
+            .collect();
         if &have == want {
             return;
         }
@@ -129,7 +133,10 @@ async fn requests_in_flight_to_a_removed_replica_complete_there() {
     tx.send(Ok(Change::Remove("r0".into()))).unwrap();
     settle(&b.handle(), &BTreeSet::new()).await;
     assert_eq!(fut.await.unwrap().unwrap(), "r0");
-    assert!(matches!(send(&mut b, ()).await, Err(BalanceError::NoReplicas { .. })));
+    assert!(matches!(
+        send(&mut b, ()).await,
+        Err(BalanceError::NoReplicas { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -152,7 +159,11 @@ async fn the_worker_stops_when_the_last_clone_is_dropped() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(Arc::strong_count(&token), 1, "the worker dropped its stream");
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "the worker dropped its stream"
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::{calls, nodes, replicas, send, Node};
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
-use tower_fleet::balance::{Balance, BalanceBuildError, HealthCheckConfig, SlowStartConfig, Strategy};
+use tower_fleet::balance::{
+    Balance, BalanceBuildError, HealthCheckConfig, SlowStartConfig, Strategy,
+};
 use tower_fleet::signal::{health, HealthPublisher, HealthSignal, HealthSource};
 
 fn checks() -> HealthCheckConfig {
@@ -30,7 +32,11 @@ async fn share_of(b: &mut Balance<Node>, ns: &[Node], n: usize) -> Vec<u64> {
     for _ in 0..n {
         send(b, ()).await.unwrap();
     }
-    calls(ns).iter().zip(before).map(|(now, was)| now - was).collect()
+    calls(ns)
+        .iter()
+        .zip(before)
+        .map(|(now, was)| now - was)
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -49,14 +55,32 @@ async fn health_checks_take_a_failing_replica_out_and_bring_it_back() {
     ns[0].failing(true);
     // Probes at 0s, 1s, 2s fail: out after the third.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!b.handle().snapshot().replica("a").unwrap().health_check_failed);
+    assert!(
+        !b.handle()
+            .snapshot()
+            .replica("a")
+            .unwrap()
+            .health_check_failed
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(b.handle().snapshot().replica("a").unwrap().health_check_failed);
+    assert!(
+        b.handle()
+            .snapshot()
+            .replica("a")
+            .unwrap()
+            .health_check_failed
+    );
     ns[0].failing(false);
     assert_eq!(share_of(&mut b, &ns, 50).await, [0, 50]);
     // Two passing probes (3s, 4s) bring it back.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!b.handle().snapshot().replica("a").unwrap().health_check_failed);
+    assert!(
+        !b.handle()
+            .snapshot()
+            .replica("a")
+            .unwrap()
+            .health_check_failed
+    );
     assert_eq!(share_of(&mut b, &ns, 50).await, [25, 25]);
 }
 
@@ -76,8 +100,14 @@ async fn a_probe_request_is_judged_by_the_classifier_and_a_slow_probe_fails() {
     ns[1].latency(500);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let snap = b.handle().snapshot();
-    assert!(snap.replica("a").unwrap().health_check_failed, "errors fail");
-    assert!(snap.replica("b").unwrap().health_check_failed, "timeouts fail");
+    assert!(
+        snap.replica("a").unwrap().health_check_failed,
+        "errors fail"
+    );
+    assert!(
+        snap.replica("b").unwrap().health_check_failed,
+        "timeouts fail"
+    );
     // Below the panic threshold, both still take traffic.
     assert!(snap.panic);
 }
@@ -118,7 +148,13 @@ async fn a_joining_replica_ramps_its_share_up_over_the_slow_start_window() {
     assert!(shares.windows(2).all(|w| w[1] > w[0] - 0.01), "{shares:?}");
     assert!(shares[2] > 0.07 && shares[2] < 0.16, "{shares:?}");
     assert!((shares[4] - 0.2).abs() < 0.02, "{shares:?}");
-    assert!(b.handle().snapshot().replica("e").unwrap().slow_start.is_none());
+    assert!(b
+        .handle()
+        .snapshot()
+        .replica("e")
+        .unwrap()
+        .slow_start
+        .is_none());
 }
 
 // A stand-in for the crate's circuit breaker: open for a while on command,
@@ -189,7 +225,9 @@ impl<S: Service<R>, R> Service<R> for ToyBreaker<S> {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         let until = *self.state.open_until.lock().unwrap();
         if let Some(until) = until.filter(|u| Instant::now() < *u) {
-            let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -201,7 +239,6 @@ impl<S: Service<R>, R> Service<R> for ToyBreaker<S> {
         self.inner.call(req)
     }
 }
-
 
 #[tokio::test(start_paused = true)]
 async fn traffic_moves_off_a_replica_whose_breaker_opened_and_comes_back_after_it_closes() {
@@ -231,6 +268,9 @@ async fn traffic_moves_off_a_replica_whose_breaker_opened_and_comes_back_after_i
         for _ in 0..300 {
             send(&mut b, ()).await.unwrap();
         }
-        assert!(ns[0].calls() - before > 50, "a is back (from_source = {from_source})");
+        assert!(
+            ns[0].calls() - before > 50,
+            "a is back (from_source = {from_source})"
+        );
     }
 }

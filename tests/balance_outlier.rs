@@ -49,7 +49,11 @@ async fn ejection_time_grows_with_each_ejection_and_decays_after_healthy_interva
     let mut b = build(&ns, outlier(5, 50), 0);
     let base = Duration::from_secs(30);
     for times in 1..=3u32 {
-        assert_eq!(until_ejected(&mut b, "a", 20).await, base * times, "ejection {times}");
+        assert_eq!(
+            until_ejected(&mut b, "a", 20).await,
+            base * times,
+            "ejection {times}"
+        );
         // While ejected, a gets nothing.
         let before = ns[0].calls();
         for _ in 0..20 {
@@ -57,7 +61,10 @@ async fn ejection_time_grows_with_each_ejection_and_decays_after_healthy_interva
         }
         assert_eq!(ns[0].calls(), before);
         tokio::time::sleep(base * times).await;
-        assert!(b.handle().snapshot().replica("a").unwrap().available, "readmitted after {times}x");
+        assert!(
+            b.handle().snapshot().replica("a").unwrap().available,
+            "readmitted after {times}x"
+        );
     }
     // Two healthy intervals step the multiplier down from 3 to 1: the next
     // ejection is the second in a row again.
@@ -80,9 +87,15 @@ async fn ejection_time_is_capped() {
         ..outlier(2, 50)
     };
     let mut b = build(&ns, cfg, 0);
-    assert_eq!(until_ejected(&mut b, "a", 10).await, Duration::from_secs(30));
+    assert_eq!(
+        until_ejected(&mut b, "a", 10).await,
+        Duration::from_secs(30)
+    );
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(until_ejected(&mut b, "a", 10).await, Duration::from_secs(45));
+    assert_eq!(
+        until_ejected(&mut b, "a", 10).await,
+        Duration::from_secs(45)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,7 +110,11 @@ async fn max_ejection_percent_bounds_how_much_of_the_set_is_ejected() {
         let _ = send(&mut b, ()).await;
     }
     let snap = b.handle().snapshot();
-    let ejected = snap.replicas.iter().filter(|r| r.ejected_until.is_some()).count();
+    let ejected = snap
+        .replicas
+        .iter()
+        .filter(|r| r.ejected_until.is_some())
+        .count();
     assert_eq!(ejected, 1, "10% of 10 replicas");
     assert!(snap.ejections_refused > 0);
     // At least one replica is always ejectable, even when 10% is less than one.
@@ -126,12 +143,44 @@ async fn the_failure_rate_over_an_interval_ejects() {
         let _ = send(&mut b, ()).await;
     }
     ns[1].failing(false);
-    assert!(b.handle().snapshot().replica("a").unwrap().ejected_until.is_none(), "judged when the interval ends");
+    assert!(
+        b.handle()
+            .snapshot()
+            .replica("a")
+            .unwrap()
+            .ejected_until
+            .is_none(),
+        "judged when the interval ends"
+    );
+    // The window is judged at the replica's first failure after it ends.
     tokio::time::sleep(Duration::from_secs(10)).await;
+    for _ in 0..4 {
+        let _ = send(&mut b, ()).await;
+    }
+    assert!(b
+        .handle()
+        .snapshot()
+        .replica("a")
+        .unwrap()
+        .ejected_until
+        .is_none());
+    ns[0].failing(true);
     let _ = send(&mut b, ()).await;
     let _ = send(&mut b, ()).await;
-    assert!(b.handle().snapshot().replica("a").unwrap().ejected_until.is_some());
-    assert!(b.handle().snapshot().replica("b").unwrap().ejected_until.is_none());
+    assert!(b
+        .handle()
+        .snapshot()
+        .replica("a")
+        .unwrap()
+        .ejected_until
+        .is_some());
+    assert!(b
+        .handle()
+        .snapshot()
+        .replica("b")
+        .unwrap()
+        .ejected_until
+        .is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,14 +194,25 @@ async fn below_the_panic_threshold_traffic_goes_to_every_replica() {
         let _ = send(&mut b, ()).await;
     }
     let snap = b.handle().snapshot();
-    assert_eq!(snap.replicas.iter().filter(|r| r.ejected_until.is_some()).count(), 3);
+    assert_eq!(
+        snap.replicas
+            .iter()
+            .filter(|r| r.ejected_until.is_some())
+            .count(),
+        3
+    );
     assert!(snap.panic, "1 healthy of 4 is below 50%");
     let before = calls(&ns);
     for _ in 0..400 {
         let _ = send(&mut b, ()).await;
     }
     for (n, was) in ns.iter().zip(before) {
-        assert!(n.calls() - was > 60, "{} got {} of 400 in panic mode", n.name, n.calls() - was);
+        assert!(
+            n.calls() - was > 60,
+            "{} got {} of 400 in panic mode",
+            n.name,
+            n.calls() - was
+        );
     }
     // After the ejections end, panic mode ends too.
     for n in &ns {
@@ -190,8 +250,17 @@ async fn with_every_replica_ejected_requests_wait_for_the_first_readmission() {
     }
     let snap = b.handle().snapshot();
     assert!(snap.replicas.iter().all(|r| r.ejected_until.is_some()));
-    assert!(!snap.available, "the balancer publishes that nothing is available");
+    assert!(
+        !snap.available,
+        "the balancer publishes that nothing is available"
+    );
     let err = send(&mut b, ()).await.unwrap_err();
-    let retry = tower_fleet::signal::ErrorSignals::unavailable(&err).unwrap().retry_after().unwrap();
-    assert!(retry <= Duration::from_secs(29) && retry > Duration::ZERO, "{retry:?}");
+    let retry = tower_fleet::signal::ErrorSignals::unavailable(&err)
+        .unwrap()
+        .retry_after()
+        .unwrap();
+    assert!(
+        retry <= Duration::from_secs(29) && retry > Duration::ZERO,
+        "{retry:?}"
+    );
 }

@@ -10,10 +10,13 @@ use common::{calls, nodes, replicas, send, Node};
 use tokio::time::Instant;
 use tower::{service_fn, Layer, Service};
 use tower_fleet::balance::{
-    Balance, BalanceBuildError, BalanceConfig, BalanceError, BalanceLayer, MembershipError, Replica, Strategy,
+    Balance, BalanceBuildError, BalanceConfig, BalanceError, BalanceLayer, MembershipError,
+    Replica, Strategy,
 };
 use tower_fleet::classify::{Classification, EndOfStream, EosReporter, Outcome};
-use tower_fleet::signal::{health, AttemptMark, Carrier, Envelope, ErrorSignals, HealthSource, UnavailableKind};
+use tower_fleet::signal::{
+    health, AttemptMark, Carrier, Envelope, ErrorSignals, HealthSource, UnavailableKind,
+};
 use tower_fleet::BoxError;
 
 fn balance(nodes: &[Node], strategy: Strategy) -> Balance<Node> {
@@ -37,7 +40,13 @@ async fn clones_share_one_replica_set_and_its_counters() {
         send(&mut two, ()).await.unwrap();
     }
     assert_eq!(c.calls(), 2);
-    let total: u64 = one.handle().snapshot().replicas.iter().map(|r| r.requests).sum();
+    let total: u64 = one
+        .handle()
+        .snapshot()
+        .replicas
+        .iter()
+        .map(|r| r.requests)
+        .sum();
     assert_eq!(total, 6);
 }
 
@@ -47,7 +56,10 @@ async fn an_empty_set_fails_at_once_with_the_unavailable_signal() {
     let t0 = Instant::now();
     let err = send(&mut b, ()).await.unwrap_err();
     assert!(matches!(err, BalanceError::NoReplicas { .. }), "{err}");
-    assert_eq!(err.unavailable().unwrap().kind(), UnavailableKind::NoneAvailable);
+    assert_eq!(
+        err.unavailable().unwrap().kind(),
+        UnavailableKind::NoneAvailable
+    );
     assert_eq!(Instant::now(), t0);
     assert!(!b.health_signal().is_available(&Default::default()));
     b.handle().insert(Node::new("a").replica()).unwrap();
@@ -82,9 +94,20 @@ async fn with_no_ready_replica_the_call_waits_the_bound_then_fails_with_the_sign
     let err = send(&mut b, ()).await.unwrap_err();
     assert_eq!(Instant::now() - t0, Duration::from_millis(300));
     assert!(matches!(err, BalanceError::Unavailable { .. }), "{err}");
-    assert_eq!(err.unavailable().unwrap().kind(), UnavailableKind::NoneAvailable);
+    assert_eq!(
+        err.unavailable().unwrap().kind(),
+        UnavailableKind::NoneAvailable
+    );
     assert_eq!(b.handle().snapshot().unavailable, 1);
-    assert_eq!(b.handle().snapshot().replicas.iter().map(|r| r.in_flight).sum::<u64>(), 0);
+    assert_eq!(
+        b.handle()
+            .snapshot()
+            .replicas
+            .iter()
+            .map(|r| r.in_flight)
+            .sum::<u64>(),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,9 +116,12 @@ async fn the_request_deadline_ends_the_wait_first() {
     a.ready(false);
     let mut b = Balance::builder().replica(a.replica()).build().unwrap();
     let t0 = Instant::now();
-    let err = send(&mut b, Envelope::new(()).with_timeout(Duration::from_millis(40)))
-        .await
-        .unwrap_err();
+    let err = send(
+        &mut b,
+        Envelope::new(()).with_timeout(Duration::from_millis(40)),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(Instant::now() - t0, Duration::from_millis(40));
     assert!(err.deadline_exceeded(), "{err}");
 }
@@ -135,7 +161,13 @@ async fn a_readiness_error_moves_the_request_to_another_replica() {
     assert!(b.handle().snapshot().replica("a").unwrap().failures >= 1);
     ns[1].broken(true);
     let err = send(&mut b, ()).await.unwrap_err();
-    assert!(matches!(err, BalanceError::Inner { .. } | BalanceError::Unavailable { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BalanceError::Inner { .. } | BalanceError::Unavailable { .. }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,7 +176,10 @@ async fn inner_errors_are_wrapped_with_the_replica_and_keep_their_signals() {
         let e = tower_fleet::signal::Unavailable::new(UnavailableKind::Server);
         Err::<(), BoxError>(Box::new(e))
     });
-    let mut b = Balance::builder().replica(Replica::new("a", svc)).build().unwrap();
+    let mut b = Balance::builder()
+        .replica(Replica::new("a", svc))
+        .build()
+        .unwrap();
     let err = send(&mut b, ()).await.unwrap_err();
     assert_eq!(err.replica().map(|r| r.as_str()), Some("a"));
     assert_eq!(err.unavailable().unwrap().kind(), UnavailableKind::Server);
@@ -192,7 +227,11 @@ async fn the_balancer_publishes_its_health_and_reports_the_retry_after() {
     let retry = err.unavailable().unwrap().retry_after().unwrap();
     assert_eq!(retry, Duration::from_secs(4), "waited the 1s bound of 5s");
     assert!(!b.health_signal().is_available(&Default::default()));
-    assert_eq!(calls(&ns), [0, 0], "unavailable replicas are never polled or called");
+    assert_eq!(
+        calls(&ns),
+        [0, 0],
+        "unavailable replicas are never polled or called"
+    );
     tokio::time::sleep_until(back).await;
     assert!(b.health_signal().is_available(&Default::default()));
     assert!(send(&mut b, ()).await.is_ok());
@@ -229,23 +268,40 @@ async fn outcomes_at_the_end_of_a_stream_hold_the_slot_until_then() {
         Ok((eos, _)) => Classification::AtEnd(eos.clone()),
         Err(_) => Classification::Now(Outcome::Failure),
     };
-    let mut b = Balance::builder().classify(classify).replica(Replica::new("a", svc)).build().unwrap();
+    let mut b = Balance::builder()
+        .classify(classify)
+        .replica(Replica::new("a", svc))
+        .build()
+        .unwrap();
     let (_eos, reporter) = send(&mut b, ()).await.unwrap();
     let snap = b.handle().snapshot();
-    assert_eq!((snap.replicas[0].in_flight, snap.replicas[0].failures), (1, 0));
+    assert_eq!(
+        (snap.replicas[0].in_flight, snap.replicas[0].failures),
+        (1, 0)
+    );
     reporter.unwrap().report(Outcome::Failure);
     let snap = b.handle().snapshot();
-    assert_eq!((snap.replicas[0].in_flight, snap.replicas[0].failures), (0, 1));
+    assert_eq!(
+        (snap.replicas[0].in_flight, snap.replicas[0].failures),
+        (0, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn long_lived_streams_release_their_slot_at_the_head() {
     let svc = service_fn(|_: ()| async { Ok::<_, BoxError>("watch") });
     let classify = |_: &Result<&str, BoxError>| Classification::LongLived(Outcome::Success);
-    let mut b = Balance::builder().classify(classify).replica(Replica::new("a", svc)).build().unwrap();
+    let mut b = Balance::builder()
+        .classify(classify)
+        .replica(Replica::new("a", svc))
+        .build()
+        .unwrap();
     send(&mut b, ()).await.unwrap();
     let snap = b.handle().snapshot();
-    assert_eq!((snap.replicas[0].in_flight, snap.replicas[0].successes), (0, 1));
+    assert_eq!(
+        (snap.replicas[0].in_flight, snap.replicas[0].successes),
+        (0, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -265,20 +321,41 @@ async fn a_cancelled_request_releases_its_slot_and_charges_its_time() {
     let mut b = balance(&ns, Strategy::peak_ewma());
     let fut = b.call(());
     assert_eq!(b.handle().snapshot().replicas[0].in_flight, 1);
-    assert!(tokio::time::timeout(Duration::from_millis(200), fut).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(200), fut)
+        .await
+        .is_err());
     let r = &b.handle().snapshot().replicas[0];
     assert_eq!(r.in_flight, 0);
-    assert!(r.ewma.unwrap() >= Duration::from_millis(199), "{:?}", r.ewma);
+    assert!(
+        r.ewma.unwrap() >= Duration::from_millis(199),
+        "{:?}",
+        r.ewma
+    );
 }
 
 #[tokio::test]
 async fn bad_replicas_and_configurations_are_refused() {
     let ns = nodes(&["a"]);
-    let err = Balance::builder().replica(ns[0].replica().weight(0)).build().unwrap_err();
-    assert!(matches!(err, BalanceBuildError::Membership(MembershipError::ZeroWeight { .. })));
-    let err = Balance::builder().replicas(replicas(&[ns[0].clone(), ns[0].clone()])).build().unwrap_err();
-    assert!(matches!(err, BalanceBuildError::Membership(MembershipError::DuplicateId { .. })));
-    let err = Balance::<Node>::builder().ready_timeout(Duration::ZERO).build().unwrap_err();
+    let err = Balance::builder()
+        .replica(ns[0].replica().weight(0))
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        BalanceBuildError::Membership(MembershipError::ZeroWeight { .. })
+    ));
+    let err = Balance::builder()
+        .replicas(replicas(&[ns[0].clone(), ns[0].clone()]))
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        BalanceBuildError::Membership(MembershipError::DuplicateId { .. })
+    ));
+    let err = Balance::<Node>::builder()
+        .ready_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, BalanceBuildError::Config(ref e) if e.field() == "ready_timeout"));
     let b = balance(&ns, Strategy::RoundRobin);
     assert!(b.handle().set_weight("a", 0).is_err());

@@ -40,7 +40,12 @@ async fn ours(odd: Behaviour, strategy: Strategy, eject: bool) -> f64 {
             enabled: eject,
             ..OutlierConfig::default()
         })
-        .replicas(backends.iter().enumerate().map(|(i, b)| Replica::new(format!("r{i}"), Server(b.clone()))))
+        .replicas(
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Replica::new(format!("r{i}"), Server(b.clone()))),
+        )
         .build()
         .unwrap();
     let report = sim::run(b, RATE, RUN).await;
@@ -51,7 +56,12 @@ async fn ours(odd: Behaviour, strategy: Strategy, eject: bool) -> f64 {
 async fn towers(odd: Behaviour) -> f64 {
     let backends = fleet(odd);
     let services = backends.iter().map(|b| {
-        PeakEwma::new(Server(b.clone()), Duration::from_millis(30), 10e9, CompleteOnResponse::default())
+        PeakEwma::new(
+            Server(b.clone()),
+            Duration::from_millis(30),
+            10e9,
+            CompleteOnResponse::default(),
+        )
     });
     let balance = p2c::Balance::new(ServiceList::new(services.collect::<Vec<_>>()));
     let report = sim::run(balance, RATE, RUN).await;
@@ -82,6 +92,12 @@ async fn a_fast_failing_replica_gets_less_than_under_round_robin_and_half_of_tow
     // Without ejection, the failure penalty alone keeps it out.
     let no_eject = ours(failing, Strategy::peak_ewma(), false).await;
     assert!(default < rr, "ours {default} vs round robin {rr}");
-    assert!(default <= tower / 2.0, "ours {default} vs tower's peak-EWMA {tower}");
-    assert!(no_eject <= tower / 2.0, "penalty only {no_eject} vs tower's {tower}");
+    assert!(
+        default <= tower / 2.0,
+        "ours {default} vs tower's peak-EWMA {tower}"
+    );
+    assert!(
+        no_eject <= tower / 2.0,
+        "penalty only {no_eject} vs tower's {tower}"
+    );
 }

@@ -46,7 +46,10 @@ pub struct Backend {
 
 impl Backend {
     /// A backend that runs `script(time since start)` with `concurrency` slots.
-    pub fn new(concurrency: usize, script: impl Fn(Duration) -> Behaviour + Send + Sync + 'static) -> Arc<Backend> {
+    pub fn new(
+        concurrency: usize,
+        script: impl Fn(Duration) -> Behaviour + Send + Sync + 'static,
+    ) -> Arc<Backend> {
         static SEED: AtomicU64 = AtomicU64::new(1);
         Arc::new(Backend {
             received: AtomicU64::new(0),

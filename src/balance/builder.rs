@@ -199,7 +199,10 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
     /// How to find the health signal of a replica's service, for replicas
     /// given without one (discovered ones, say).
     #[must_use]
-    pub fn health_from(mut self, f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static) -> Self {
+    pub fn health_from(
+        mut self,
+        f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static,
+    ) -> Self {
         self.health_of = Some(Arc::new(f));
         self
     }
@@ -294,7 +297,11 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
                     .map_err(|_| NoRuntime::new("balance discovery and health checks"))?,
             ),
         };
-        let core = Arc::new(Core::new(Settings::new(&self.config), self.clock, self.health_of));
+        let core = Arc::new(Core::new(
+            Settings::new(&self.config),
+            self.clock,
+            self.health_of,
+        ));
         if !self.replicas.is_empty() {
             let wrap = &self.wrap;
             let replicas = self.replicas.into_iter().map(|r| Replica {

@@ -101,14 +101,22 @@ impl Validate for Strategy {
 fn at_least(field: &str, value: Duration, min: Duration) -> Result<(), ConfigError> {
     if value < min {
         let reason = format!("must be at least {}", crate::config::fmt_duration(min));
-        return Err(ConfigError::new(field, crate::config::fmt_duration(value), reason));
+        return Err(ConfigError::new(
+            field,
+            crate::config::fmt_duration(value),
+            reason,
+        ));
     }
     Ok(())
 }
 
 fn percent(field: &str, value: u32) -> Result<(), ConfigError> {
     if value > 100 {
-        return Err(ConfigError::new(field, value, "must be a percentage from 0 to 100"));
+        return Err(ConfigError::new(
+            field,
+            value,
+            "must be a percentage from 0 to 100",
+        ));
     }
     Ok(())
 }
@@ -131,8 +139,9 @@ pub struct OutlierConfig {
     /// trigger off. Lower ejects sooner, and on noise.
     pub consecutive_failures: u32,
     /// Eject when more than this fraction of a replica's calls in one
-    /// `interval` failed. Default 0.5; from 0 to 1, and 1 turns this trigger
-    /// off (no rate exceeds 100%).
+    /// `interval` failed (judged at its first failure after the interval
+    /// ends, so successes never read the clock). Default 0.5; from 0 to 1,
+    /// and 1 turns this trigger off (no rate exceeds 100%).
     pub failure_rate_threshold: f64,
     /// The fewest calls in an interval for its failure rate to count.
     /// Default 20; raise it for replicas with bursty traffic.
@@ -173,7 +182,11 @@ impl Validate for OutlierConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let rate = self.failure_rate_threshold;
         if !(0.0..=1.0).contains(&rate) {
-            return Err(ConfigError::new("failure_rate_threshold", rate, "must be from 0 to 1"));
+            return Err(ConfigError::new(
+                "failure_rate_threshold",
+                rate,
+                "must be from 0 to 1",
+            ));
         }
         non_zero_duration("interval", self.interval)?;
         non_zero_duration("base_ejection_time", self.base_ejection_time)?;
@@ -251,7 +264,10 @@ impl Validate for HealthCheckConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SlowStartConfig {
     /// The ramp's length. Default: none (slow start is off).
-    #[serde(with = "crate::config::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub window: Option<Duration>,
     /// The ramp's curve: 1 is linear, above 1 ramps faster early. Default 1;
     /// from 0.1 to 10.
@@ -277,10 +293,18 @@ impl Validate for SlowStartConfig {
             non_zero_duration("window", w)?;
         }
         if !(0.1..=10.0).contains(&self.aggression) {
-            return Err(ConfigError::new("aggression", self.aggression, "must be from 0.1 to 10"));
+            return Err(ConfigError::new(
+                "aggression",
+                self.aggression,
+                "must be from 0.1 to 10",
+            ));
         }
         if !(1..=100).contains(&self.min_weight_percent) {
-            return Err(ConfigError::new("min_weight_percent", self.min_weight_percent, "must be from 1 to 100"));
+            return Err(ConfigError::new(
+                "min_weight_percent",
+                self.min_weight_percent,
+                "must be from 1 to 100",
+            ));
         }
         Ok(())
     }
@@ -345,8 +369,12 @@ impl Validate for BalanceConfig {
         non_zero_duration("ready_timeout", self.ready_timeout)?;
         percent("panic_threshold", self.panic_threshold)?;
         self.outlier.validate().map_err(|e| e.within("outlier"))?;
-        self.health_check.validate().map_err(|e| e.within("health_check"))?;
-        self.slow_start.validate().map_err(|e| e.within("slow_start"))
+        self.health_check
+            .validate()
+            .map_err(|e| e.within("health_check"))?;
+        self.slow_start
+            .validate()
+            .map_err(|e| e.within("slow_start"))
     }
 }
 
@@ -391,27 +419,65 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(toml::from_str::<BalanceConfig>("readytimeout = \"1s\"").is_err());
-        assert!(toml::from_str::<BalanceConfig>("[strategy]\nkind = \"round_robin\"\ndecay = \"1s\"").is_err());
+        assert!(toml::from_str::<BalanceConfig>(
+            "[strategy]\nkind = \"round_robin\"\ndecay = \"1s\""
+        )
+        .is_err());
         assert!(toml::from_str::<BalanceConfig>("[strategy]\nkind = \"fastest\"").is_err());
         assert!(toml::from_str::<BalanceConfig>("[outlier]\nconsecutive = 1").is_err());
     }
 
     #[test]
     fn each_bad_field_is_named() {
-        let bad = |text: &str| toml::from_str::<BalanceConfig>(text).unwrap().validate().unwrap_err();
+        let bad = |text: &str| {
+            toml::from_str::<BalanceConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
         assert_eq!(bad("ready_timeout = \"0s\"").field(), "ready_timeout");
         assert_eq!(bad("panic_threshold = 101").field(), "panic_threshold");
         let e = bad("[strategy]\nkind = \"peak_ewma\"\ndecay = \"0s\"");
         assert_eq!((e.field(), e.value()), ("strategy.decay", "0s"));
-        assert_eq!(bad("[strategy]\nkind = \"peak_ewma\"\nfailure_penalty = \"0s\"").field(), "strategy.failure_penalty");
-        assert_eq!(bad("[outlier]\nfailure_rate_threshold = 1.5").field(), "outlier.failure_rate_threshold");
-        assert_eq!(bad("[outlier]\nmax_ejection_time = \"1s\"").field(), "outlier.max_ejection_time");
-        assert_eq!(bad("[outlier]\nmax_ejection_percent = 150").field(), "outlier.max_ejection_percent");
-        assert_eq!(bad("[outlier]\ninterval = \"0s\"").field(), "outlier.interval");
-        assert_eq!(bad("[health_check]\nhealthy_threshold = 0").field(), "health_check.healthy_threshold");
-        assert_eq!(bad("[health_check]\ntimeout = \"0s\"").field(), "health_check.timeout");
-        assert_eq!(bad("[slow_start]\naggression = 0.0").field(), "slow_start.aggression");
-        assert_eq!(bad("[slow_start]\nmin_weight_percent = 0").field(), "slow_start.min_weight_percent");
-        assert_eq!(bad("[slow_start]\nwindow = \"0s\"").field(), "slow_start.window");
+        assert_eq!(
+            bad("[strategy]\nkind = \"peak_ewma\"\nfailure_penalty = \"0s\"").field(),
+            "strategy.failure_penalty"
+        );
+        assert_eq!(
+            bad("[outlier]\nfailure_rate_threshold = 1.5").field(),
+            "outlier.failure_rate_threshold"
+        );
+        assert_eq!(
+            bad("[outlier]\nmax_ejection_time = \"1s\"").field(),
+            "outlier.max_ejection_time"
+        );
+        assert_eq!(
+            bad("[outlier]\nmax_ejection_percent = 150").field(),
+            "outlier.max_ejection_percent"
+        );
+        assert_eq!(
+            bad("[outlier]\ninterval = \"0s\"").field(),
+            "outlier.interval"
+        );
+        assert_eq!(
+            bad("[health_check]\nhealthy_threshold = 0").field(),
+            "health_check.healthy_threshold"
+        );
+        assert_eq!(
+            bad("[health_check]\ntimeout = \"0s\"").field(),
+            "health_check.timeout"
+        );
+        assert_eq!(
+            bad("[slow_start]\naggression = 0.0").field(),
+            "slow_start.aggression"
+        );
+        assert_eq!(
+            bad("[slow_start]\nmin_weight_percent = 0").field(),
+            "slow_start.min_weight_percent"
+        );
+        assert_eq!(
+            bad("[slow_start]\nwindow = \"0s\"").field(),
+            "slow_start.window"
+        );
     }
 }

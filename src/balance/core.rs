@@ -57,7 +57,12 @@ impl Settings {
                 decay,
                 failure_penalty,
                 default_rtt,
-            } => (Kind::PeakEwma, nanos(decay), nanos(failure_penalty), nanos(default_rtt)),
+            } => (
+                Kind::PeakEwma,
+                nanos(decay),
+                nanos(failure_penalty),
+                nanos(default_rtt),
+            ),
             Strategy::LeastRequest => (Kind::LeastRequest, 1.0, 0.0, 0.0),
             Strategy::RoundRobin => (Kind::RoundRobin, 1.0, 0.0, 0.0),
             Strategy::Random => (Kind::Random, 1.0, 0.0, 0.0),
@@ -187,13 +192,22 @@ impl Shared {
         }
         let threshold = u64::from(self.settings.panic_threshold);
         let panic = threshold > 0 && n > 0 && healthy * 100 < threshold * n;
-        self.panic_recheck.store(if panic { next } else { u64::MAX }, Ordering::Relaxed);
+        self.panic_recheck
+            .store(if panic { next } else { u64::MAX }, Ordering::Relaxed);
         let was = self.panic.swap(panic, Ordering::Relaxed);
         if panic && !was {
             self.stats.panics.inc();
-            tracing::warn!(healthy, replicas = n, "too few healthy replicas: balancing over all of them (panic mode)");
+            tracing::warn!(
+                healthy,
+                replicas = n,
+                "too few healthy replicas: balancing over all of them (panic mode)"
+            );
         } else if was && !panic {
-            tracing::info!(healthy, replicas = n, "enough healthy replicas again: panic mode over");
+            tracing::info!(
+                healthy,
+                replicas = n,
+                "enough healthy replicas again: panic mode over"
+            );
         }
     }
 
@@ -297,7 +311,10 @@ impl<S: Clone> Core<S> {
         match f(&mut next, joining) {
             Ok(r) => {
                 for (id, old) in members.iter() {
-                    if next.get(id).is_none_or(|e| !Arc::ptr_eq(&e.state, &old.state)) {
+                    if next
+                        .get(id)
+                        .is_none_or(|e| !Arc::ptr_eq(&e.state, &old.state))
+                    {
                         old.state.removed.store(true, Ordering::Relaxed);
                     }
                 }
@@ -317,8 +334,11 @@ impl<S: Clone> Core<S> {
 
     fn publish(&self, members: &Members<S>) {
         let shared = &self.shared;
-        self.set.store(Arc::new(ReplicaSet::build(members, shared.settings.kind)));
-        shared.roster.store(Arc::new(members.values().map(|e| e.state.clone()).collect()));
+        self.set
+            .store(Arc::new(ReplicaSet::build(members, shared.settings.kind)));
+        shared.roster.store(Arc::new(
+            members.values().map(|e| e.state.clone()).collect(),
+        ));
         {
             let _judge = shared.judge();
             shared.census();
@@ -340,7 +360,11 @@ impl<S: Clone> Core<S> {
         replica: Replica<S>,
         joining: bool,
     ) -> Result<Entry<S>, MembershipError> {
-        let Replica { spec, service, health } = replica;
+        let Replica {
+            spec,
+            service,
+            health,
+        } = replica;
         if spec.weight == 0 {
             return Err(MembershipError::ZeroWeight { id: spec.id });
         }
@@ -353,7 +377,11 @@ impl<S: Clone> Core<S> {
             }
             None => {
                 let now = shared.clock.ticks();
-                let state = Arc::new(ReplicaState::new(&spec, shared.settings.default_rtt_ns, now));
+                let state = Arc::new(ReplicaState::new(
+                    &spec,
+                    shared.settings.default_rtt_ns,
+                    now,
+                ));
                 if joining {
                     slow_start::start(shared.settings.slow_start.as_ref(), &state, now);
                 }

@@ -14,7 +14,8 @@ use super::replica::{Replica, ReplicaSpec};
 use crate::BoxError;
 
 /// A discovery stream with its keys turned into replica specs.
-pub(crate) type BoxDiscover<In> = Pin<Box<dyn Stream<Item = Result<Change<ReplicaSpec, In>, BoxError>> + Send>>;
+pub(crate) type BoxDiscover<In> =
+    Pin<Box<dyn Stream<Item = Result<Change<ReplicaSpec, In>, BoxError>> + Send>>;
 
 /// How a discovered service becomes a member (the per-replica layer).
 pub(crate) type Wrap<In, S> = Arc<dyn Fn(In) -> S + Send + Sync>;
@@ -41,13 +42,20 @@ where
 /// Spawns the worker on `rt`. It applies every change that is ready at once
 /// as one membership change (one set rebuild), and stops when the stream
 /// ends or the last clone of the balancer and its handles is dropped.
-pub(crate) fn spawn<In, S>(rt: &tokio::runtime::Handle, core: &Arc<Core<S>>, mut stream: BoxDiscover<In>, wrap: Wrap<In, S>)
-where
+pub(crate) fn spawn<In, S>(
+    rt: &tokio::runtime::Handle,
+    core: &Arc<Core<S>>,
+    mut stream: BoxDiscover<In>,
+    wrap: Wrap<In, S>,
+) where
     In: Send + 'static,
     S: Clone + Send + Sync + 'static,
 {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers.lock().unwrap_or_else(|p| p.into_inner()).push(stop_tx);
+    core.workers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(stop_tx);
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         loop {
@@ -69,7 +77,11 @@ where
     });
 }
 
-fn apply<In, S: Clone>(core: &Core<S>, batch: Vec<Result<Change<ReplicaSpec, In>, BoxError>>, wrap: &Wrap<In, S>) {
+fn apply<In, S: Clone>(
+    core: &Core<S>,
+    batch: Vec<Result<Change<ReplicaSpec, In>, BoxError>>,
+    wrap: &Wrap<In, S>,
+) {
     let _ = core.change(|members, joining| {
         for change in batch {
             match change {

@@ -2,7 +2,9 @@
 
 use super::replica::ReplicaId;
 use crate::config::ConfigError;
-use crate::signal::{find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable};
+use crate::signal::{
+    find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable,
+};
 use crate::BoxError;
 
 /// A membership change the balancer refuses.
@@ -85,7 +87,9 @@ impl BalanceError {
 impl ErrorSignals for BalanceError {
     fn unavailable(&self) -> Option<&Unavailable> {
         match self {
-            BalanceError::NoReplicas { signal } | BalanceError::Unavailable { signal } => Some(signal),
+            BalanceError::NoReplicas { signal } | BalanceError::Unavailable { signal } => {
+                Some(signal)
+            }
             BalanceError::Inner { source, .. } => find_unavailable(&**source),
             _ => None,
         }

@@ -52,16 +52,18 @@ impl PeakEwma {
         let w = decay(now.0.saturating_sub(at), tau_ns);
         // A lost race retries with the winner's value; the timestamp is only
         // moved forward, so a late writer cannot make the estimate older.
-        let _ = self.bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            let old = f64::from_bits(bits);
-            let decayed = old * w;
-            let next = if rtt_ns > decayed {
-                rtt_ns
-            } else {
-                decayed + rtt_ns * (1.0 - w)
-            };
-            Some(next.to_bits())
-        });
+        let _ = self
+            .bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                let decayed = old * w;
+                let next = if rtt_ns > decayed {
+                    rtt_ns
+                } else {
+                    decayed + rtt_ns * (1.0 - w)
+                };
+                Some(next.to_bits())
+            });
         self.at.fetch_max(now.0, Ordering::Relaxed);
     }
 }

@@ -14,7 +14,8 @@ use crate::clock::Ticks;
 /// Holds one in-flight count on a replica; dropping it releases the count.
 pub(crate) struct InFlight {
     pub(crate) state: Arc<ReplicaState>,
-    shared: Arc<Shared>,
+    /// Held by timed strategies only, to charge a cancelled request.
+    timer: Option<Arc<Shared>>,
     /// When the request was handed to the replica (timed strategies only).
     /// A request dropped while this is set was cancelled: its elapsed time is
     /// charged as a latency sample (it took at least that long).
@@ -22,25 +23,27 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn new(state: Arc<ReplicaState>, shared: Arc<Shared>) -> InFlight {
+    pub(crate) fn new(state: Arc<ReplicaState>, shared: &Arc<Shared>) -> InFlight {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         state.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
             state,
-            shared,
+            timer: shared.settings.timed().then(|| shared.clone()),
             sent_at: None,
         }
     }
 
     /// Folds a latency sample into the estimate: the time since the request
     /// was sent, or the failure penalty when that is longer and it failed.
-    fn sample(&mut self, outcome: Outcome) {
-        let Some(sent) = self.sent_at.take() else { return };
+    fn sample(&mut self, shared: &Shared, outcome: Outcome) {
+        let Some(sent) = self.sent_at.take() else {
+            return;
+        };
         if outcome == Outcome::Ignore {
             return;
         }
-        let s = &self.shared.settings;
-        let now = self.shared.clock.ticks();
+        let s = &shared.settings;
+        let now = shared.clock.ticks();
         let mut rtt = now.since(sent).as_nanos() as f64;
         if outcome == Outcome::Failure {
             rtt = rtt.max(s.penalty_ns);
@@ -49,32 +52,35 @@ impl InFlight {
     }
 
     /// The replica's readiness failed: a failure, with no latency.
-    pub(crate) fn fail(self) {
-        outlier::record(&self.shared, &self.state, Outcome::Failure);
+    pub(crate) fn fail(self, shared: &Shared) {
+        outlier::record(shared, &self.state, Outcome::Failure);
     }
 
     /// The response (or error) arrived and was classified.
-    pub(crate) fn complete(mut self, class: Classification) {
+    pub(crate) fn complete(mut self, shared: &Arc<Shared>, class: Classification) {
         match class {
             Classification::Now(outcome) => {
-                self.sample(outcome);
-                outlier::record(&self.shared, &self.state, outcome);
+                self.sample(shared, outcome);
+                outlier::record(shared, &self.state, outcome);
             }
             Classification::LongLived(outcome) => {
                 // Judged by its head, never timed; the slot is released now.
                 self.sent_at = None;
-                outlier::record(&self.shared, &self.state, outcome);
+                outlier::record(shared, &self.state, outcome);
             }
             Classification::AtEnd(eos) => {
                 // Latency is measured to the head; the outcome and the slot
                 // wait for the end of the stream.
-                self.sample(Outcome::Success);
+                self.sample(shared, Outcome::Success);
+                let shared = shared.clone();
                 eos.on_end(move |outcome| {
-                    if outcome == Outcome::Failure && self.shared.settings.timed() {
-                        let s = &self.shared.settings;
-                        self.state.ewma.observe(self.shared.clock.ticks(), s.penalty_ns, s.tau_ns);
+                    if outcome == Outcome::Failure && shared.settings.timed() {
+                        let s = &shared.settings;
+                        self.state
+                            .ewma
+                            .observe(shared.clock.ticks(), s.penalty_ns, s.tau_ns);
                     }
-                    outlier::record(&self.shared, &self.state, outcome);
+                    outlier::record(&shared, &self.state, outcome);
                     drop(self);
                 });
             }
@@ -87,7 +93,9 @@ impl Drop for InFlight {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.sent_at.is_some() {
             // Cancelled after it was sent: it took at least this long.
-            self.sample(Outcome::Success);
+            if let Some(shared) = self.timer.take() {
+                self.sample(&shared, Outcome::Success);
+            }
         }
     }
 }

@@ -19,7 +19,9 @@ use super::flight::InFlight;
 use super::set::{Avoid, Choice, Now};
 use crate::classify::Classify;
 use crate::clock::Ticks;
-use crate::signal::{wait_until, Carrier, DeadlineExceeded, EndpointId, Unavailable, UnavailableKind};
+use crate::signal::{
+    wait_until, Carrier, DeadlineExceeded, EndpointId, Unavailable, UnavailableKind,
+};
 use crate::BoxError;
 
 /// Readiness errors after which a request gives up looking for a replica.
@@ -75,7 +77,9 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let replica = self.calling.as_ref().map(|c| &c.state.id);
-        f.debug_struct("ResponseFuture").field("replica", &replica).finish_non_exhaustive()
+        f.debug_struct("ResponseFuture")
+            .field("replica", &replica)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +103,10 @@ where
         }
         let mut now = Now::new(&core.shared.clock);
         let soft = tried(&req);
-        let avoid = Avoid { hard: &[], soft: &soft };
+        let avoid = Avoid {
+            hard: &[],
+            soft: &soft,
+        };
         let first = match pick(core, &avoid, &mut now) {
             Ok(c) => Some(c),
             Err(None) => {
@@ -146,14 +153,18 @@ where
 /// A candidate for the request, or why there is none: `Err(None)` when the
 /// set is empty, `Err(Some(until))` when nothing is available (and when
 /// something may be).
-fn pick<S: Clone>(core: &Core<S>, avoid: &Avoid<'_>, now: &mut Now<'_>) -> Result<Cand<S>, Option<Option<Instant>>> {
+fn pick<S: Clone>(
+    core: &Core<S>,
+    avoid: &Avoid<'_>,
+    now: &mut Now<'_>,
+) -> Result<Cand<S>, Option<Option<Instant>>> {
     let set = core.set.load();
     match set.choose(&core.shared, &core.cursor, avoid, now) {
         Choice::Slot(i) => {
             let slot = &set.slots[i];
             Ok(Cand {
                 svc: slot.service.clone(),
-                flight: InFlight::new(slot.state.clone(), core.shared.clone()),
+                flight: InFlight::new(slot.state.clone(), &core.shared),
             })
         }
         Choice::None(until) => Err(Some(until)),
@@ -176,16 +187,21 @@ where
             match this.state.as_mut().project() {
                 StateProj::Failed { err } => {
                     let signal = Unavailable::new(UnavailableKind::NoneAvailable);
-                    return Poll::Ready(Err(err.take().unwrap_or(BalanceError::Unavailable { signal })));
+                    return Poll::Ready(Err(err
+                        .take()
+                        .unwrap_or(BalanceError::Unavailable { signal })));
                 }
                 StateProj::Calling { fut } => {
                     let result = ready!(fut.poll(cx));
-                    let flight = this.calling.take();
                     let class = this.classify.classify(&result);
-                    let replica = flight.as_ref().map(|f| f.state.id.clone());
-                    if let Some(flight) = flight {
-                        flight.complete(class);
-                    }
+                    let (Some(flight), Some(core)) = (this.calling.take(), this.core.as_ref())
+                    else {
+                        return Poll::Ready(Err(BalanceError::Unavailable {
+                            signal: Unavailable::new(UnavailableKind::NoneAvailable),
+                        }));
+                    };
+                    let replica = result.is_err().then(|| flight.state.id.clone());
+                    flight.complete(&core.shared, class);
                     return Poll::Ready(result.map_err(|e| BalanceError::Inner {
                         replica: replica.unwrap_or_else(|| "?".into()),
                         source: e.into(),
@@ -200,7 +216,9 @@ where
             // 1. Drive the readiness of the replicas held.
             let mut sent = false;
             for k in 0..2 {
-                let Some(cand) = this.cands[k].as_mut() else { continue };
+                let Some(cand) = this.cands[k].as_mut() else {
+                    continue;
+                };
                 let polled = cand.svc.poll_ready(cx);
                 let removed = cand.flight.state.removed.load(Ordering::Relaxed);
                 match polled {
@@ -210,14 +228,18 @@ where
                         this.cands[k] = None;
                     }
                     Poll::Ready(Ok(())) => {
-                        let (Some(mut cand), Some(req)) = (this.cands[k].take(), this.req.take()) else {
+                        let (Some(mut cand), Some(req)) = (this.cands[k].take(), this.req.take())
+                        else {
                             continue;
                         };
                         if let Some(mark) = req.attempt() {
                             mark.record(cand.flight.state.endpoint);
                         }
                         if core.shared.settings.timed() {
-                            let at = this.picked_at.take().unwrap_or_else(|| core.shared.clock.ticks());
+                            let at = this
+                                .picked_at
+                                .take()
+                                .unwrap_or_else(|| core.shared.clock.ticks());
                             cand.flight.sent_at = Some(at);
                         }
                         *this.cands = [None, None];
@@ -233,7 +255,7 @@ where
                             let id = cand.flight.state.id.clone();
                             tracing::debug!(replica = %id, "replica failed its readiness; trying another");
                             this.broken.push(cand.flight.state.endpoint);
-                            cand.flight.fail();
+                            cand.flight.fail(&core.shared);
                             *this.last_error = Some(BalanceError::Inner {
                                 replica: id,
                                 source: e.into(),
@@ -262,7 +284,10 @@ where
                 let mut hard: Vec<EndpointId> = this.broken.clone();
                 hard.extend(this.cands.iter().flatten().map(|c| c.flight.state.endpoint));
                 let soft = tried(req);
-                let avoid = Avoid { hard: &hard, soft: &soft };
+                let avoid = Avoid {
+                    hard: &hard,
+                    soft: &soft,
+                };
                 match pick(core, &avoid, &mut Now::new(&core.shared.clock)) {
                     Ok(cand) => {
                         let free = if this.cands[0].is_none() { 0 } else { 1 };
@@ -302,7 +327,8 @@ where
                     core.shared.stats.unavailable.inc();
                     let retry_after = hint.map(|t| t.saturating_duration_since(now));
                     BalanceError::Unavailable {
-                        signal: Unavailable::new(UnavailableKind::NoneAvailable).with_retry_after(retry_after),
+                        signal: Unavailable::new(UnavailableKind::NoneAvailable)
+                            .with_retry_after(retry_after),
                     }
                 };
                 *this.cands = [None, None];

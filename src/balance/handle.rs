@@ -50,7 +50,9 @@ impl<S: Clone> BalanceHandle<S> {
     /// the replica with the same id (its load, counters and ejection carry over).
     pub fn insert(&self, replica: Replica<S>) -> Result<(), MembershipError> {
         self.core.change(|members, joining| {
-            let entry = self.core.entry(members.get(&replica.spec.id), replica, joining)?;
+            let entry = self
+                .core
+                .entry(members.get(&replica.spec.id), replica, joining)?;
             members.insert(entry.spec.id.clone(), entry);
             Ok(())
         })
@@ -67,7 +69,9 @@ impl<S: Clone> BalanceHandle<S> {
     pub fn set_weight(&self, id: &str, weight: u32) -> Result<bool, MembershipError> {
         self.core.change(|members, _| {
             if weight == 0 {
-                return Err(MembershipError::ZeroWeight { id: ReplicaId::new(id) });
+                return Err(MembershipError::ZeroWeight {
+                    id: ReplicaId::new(id),
+                });
             }
             Ok(match members.get_mut(id) {
                 Some(e) => {
@@ -82,7 +86,10 @@ impl<S: Clone> BalanceHandle<S> {
 
     /// Replaces the whole set at once. Replicas whose ids were already
     /// members keep their state.
-    pub fn set_replicas(&self, replicas: impl IntoIterator<Item = Replica<S>>) -> Result<(), MembershipError> {
+    pub fn set_replicas(
+        &self,
+        replicas: impl IntoIterator<Item = Replica<S>>,
+    ) -> Result<(), MembershipError> {
         self.core.change(|members, joining| {
             let old = std::mem::take(members);
             for r in replicas {
@@ -100,7 +107,11 @@ impl<S: Clone> BalanceHandle<S> {
 impl<S> BalanceHandle<S> {
     /// The current replicas, sorted by id.
     pub fn replicas(&self) -> Vec<ReplicaSpec> {
-        self.core.members().values().map(|e| e.spec.clone()).collect()
+        self.core
+            .members()
+            .values()
+            .map(|e| e.spec.clone())
+            .collect()
     }
 
     /// The balancer's own health signal (unavailable while no replica is).
@@ -113,7 +124,12 @@ impl<S> BalanceHandle<S> {
     pub fn pick(&self) -> Option<ReplicaId> {
         let set = self.core.set.load();
         let mut now = Now::new(&self.core.shared.clock);
-        match set.choose(&self.core.shared, &self.core.cursor, &Avoid::default(), &mut now) {
+        match set.choose(
+            &self.core.shared,
+            &self.core.cursor,
+            &Avoid::default(),
+            &mut now,
+        ) {
             Choice::Slot(i) => Some(set.slots[i].state.id.clone()),
             Choice::None(_) | Choice::Empty => None,
         }
@@ -136,8 +152,9 @@ impl<S> BalanceHandle<S> {
                     id: st.id.clone(),
                     weight: st.weight(),
                     in_flight: st.in_flight(),
-                    ewma: (shared.settings.kind == Kind::PeakEwma)
-                        .then(|| Duration::from_nanos(st.ewma.estimate(now, shared.settings.tau_ns) as u64)),
+                    ewma: (shared.settings.kind == Kind::PeakEwma).then(|| {
+                        Duration::from_nanos(st.ewma.estimate(now, shared.settings.tau_ns) as u64)
+                    }),
                     requests: st.requests.load(Ordering::Relaxed),
                     successes: st.successes.load(Ordering::Relaxed),
                     failures: st.failures.load(Ordering::Relaxed),

@@ -19,7 +19,8 @@ use super::replica::ReplicaState;
 use super::slow_start;
 
 /// A probe of one replica's service: resolves to whether it is healthy.
-pub(crate) type Probe<S> = Arc<dyn Fn(S) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+pub(crate) type Probe<S> =
+    Arc<dyn Fn(S) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// One replica's run of probe results.
 #[derive(Default)]
@@ -31,12 +32,19 @@ pub(crate) struct CheckState {
 
 /// Spawns the worker on `rt`; it stops when the last clone of the balancer
 /// and its handles is dropped.
-pub(crate) fn spawn<S>(rt: &tokio::runtime::Handle, core: &Arc<Core<S>>, probe: Probe<S>, cfg: HealthCheckConfig)
-where
+pub(crate) fn spawn<S>(
+    rt: &tokio::runtime::Handle,
+    core: &Arc<Core<S>>,
+    probe: Probe<S>,
+    cfg: HealthCheckConfig,
+) where
     S: Clone + Send + Sync + 'static,
 {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers.lock().unwrap_or_else(|p| p.into_inner()).push(stop_tx);
+    core.workers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(stop_tx);
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         let mut tick = tokio::time::interval(cfg.interval);
@@ -56,7 +64,12 @@ where
                 .map(|slot| {
                     let state = slot.state.clone();
                     let probe = probe(slot.service.clone());
-                    async move { (state, matches!(tokio::time::timeout(cfg.timeout, probe).await, Ok(true))) }
+                    async move {
+                        (
+                            state,
+                            matches!(tokio::time::timeout(cfg.timeout, probe).await, Ok(true)),
+                        )
+                    }
                 })
                 .collect();
             drop(set);
@@ -83,7 +96,11 @@ fn verdict(shared: &Shared, state: &ReplicaState, healthy: bool, cfg: &HealthChe
         let passes = c.passes.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         if passes >= cfg.healthy_threshold && c.down.swap(false, Ordering::Relaxed) {
             state.checked.set_available();
-            slow_start::start(shared.settings.slow_start.as_ref(), state, shared.clock.ticks());
+            slow_start::start(
+                shared.settings.slow_start.as_ref(),
+                state,
+                shared.clock.ticks(),
+            );
             tracing::info!(replica = %state.id, passes, "replica passed its health checks: back in the set");
             let _judge = shared.judge();
             shared.census();

@@ -45,7 +45,9 @@ pub struct BalanceLayer<C = ErrorIsFailure> {
 
 impl<C> fmt::Debug for BalanceLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BalanceLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("BalanceLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,10 @@ impl<C> BalanceLayer<C> {
     }
 
     /// A balancer over `replicas`, or the reason they cannot be taken.
-    pub fn try_layer<S: Clone>(&self, replicas: Vec<Replica<S>>) -> Result<Balance<S, C>, MembershipError>
+    pub fn try_layer<S: Clone>(
+        &self,
+        replicas: Vec<Replica<S>>,
+    ) -> Result<Balance<S, C>, MembershipError>
     where
         C: Clone,
     {
@@ -94,7 +99,11 @@ impl<C> BalanceLayer<C> {
     where
         C: Clone,
     {
-        let core = Arc::new(Core::new(Settings::new(&self.config), self.clock.clone(), None));
+        let core = Arc::new(Core::new(
+            Settings::new(&self.config),
+            self.clock.clone(),
+            None,
+        ));
         if !replicas.is_empty() {
             if let Err(e) = (BalanceHandle { core: core.clone() }).set_replicas(replicas) {
                 let _ = core.invalid.set(e);

@@ -32,7 +32,11 @@ fn pack(epoch: u64, total: u64, failed: u64) -> u64 {
 }
 
 fn unpack(w: u64) -> (u64, u64, u64) {
-    (w >> (2 * COUNT_BITS), (w >> COUNT_BITS) & COUNT_MAX, w & COUNT_MAX)
+    (
+        w >> (2 * COUNT_BITS),
+        (w >> COUNT_BITS) & COUNT_MAX,
+        w & COUNT_MAX,
+    )
 }
 
 /// One replica's outlier-detection state.
@@ -59,7 +63,9 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::ConsecutiveFailures(n) => write!(f, "{n} failures in a row"),
-            Reason::FailureRate { failed, total } => write!(f, "{failed} of {total} calls failed in one interval"),
+            Reason::FailureRate { failed, total } => {
+                write!(f, "{failed} of {total} calls failed in one interval")
+            }
         }
     }
 }
@@ -84,7 +90,10 @@ pub(crate) fn record(shared: &Shared, state: &ReplicaState, outcome: Outcome) {
     let mut reason = None;
     if cfg.consecutive_failures > 0 {
         if failed {
-            let run = o.consecutive.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let run = o
+                .consecutive
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
             if run >= cfg.consecutive_failures {
                 reason = Some(Reason::ConsecutiveFailures(run));
             }
@@ -93,37 +102,62 @@ pub(crate) fn record(shared: &Shared, state: &ReplicaState, outcome: Outcome) {
         }
     }
     if cfg.failure_rate_threshold < 1.0 {
-        let interval = cfg.interval.as_nanos().max(1);
-        let epoch = (shared.clock.ticks().since(shared.start).as_nanos() / interval) as u64 & EPOCH_MASK;
-        let mut closed = None;
-        let _ = o.window.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-            let (e, total, fails) = unpack(w);
-            if e == epoch {
-                let (total, fails) = if total == COUNT_MAX {
-                    (total / 2, fails / 2)
-                } else {
-                    (total, fails)
-                };
-                closed = None;
-                Some(pack(e, total + 1, fails + u64::from(failed)))
-            } else {
-                closed = Some((e, total, fails));
-                Some(pack(epoch, 1, u64::from(failed)))
+        if !failed {
+            // Successes only count: no clock read on the common path. They
+            // land in whichever window is open, so a window is judged a
+            // little late, never early. An overflowing count carries into
+            // the epoch, which only makes the window start afresh.
+            if (o.window.load(Ordering::Relaxed) >> COUNT_BITS) & COUNT_MAX < COUNT_MAX {
+                o.window.fetch_add(1 << COUNT_BITS, Ordering::Relaxed);
             }
-        });
-        // The window that just closed counts only if it was the one before
-        // this (a replica idle for a while starts afresh).
-        if let Some((e, total, fails)) = closed {
-            let previous = (e + 1) & EPOCH_MASK == epoch;
-            let min = u64::from(cfg.failure_rate_min_requests).max(1);
-            if previous && total >= min && fails as f64 > cfg.failure_rate_threshold * total as f64 {
-                reason = reason.or(Some(Reason::FailureRate { failed: fails, total }));
-            }
+        } else if let Some(r) = failure_in_window(shared, o, cfg) {
+            reason = reason.or(Some(r));
         }
     }
     if let Some(reason) = reason {
         eject(shared, state, reason);
     }
+}
+
+/// Counts a failure in the current failure-rate window, first closing the
+/// window if its interval has ended; the reason to eject if the window that
+/// closed was over the threshold.
+fn failure_in_window(
+    shared: &Shared,
+    o: &OutlierState,
+    cfg: &super::config::OutlierConfig,
+) -> Option<Reason> {
+    let interval = cfg.interval.as_nanos().max(1);
+    let epoch =
+        (shared.clock.ticks().since(shared.start).as_nanos() / interval) as u64 & EPOCH_MASK;
+    let mut closed = None;
+    let _ = o
+        .window
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            let (e, total, fails) = unpack(w);
+            if e == epoch {
+                closed = None;
+                let (total, fails) = if total == COUNT_MAX {
+                    (total / 2, fails / 2)
+                } else {
+                    (total, fails)
+                };
+                Some(pack(e, total + 1, fails + 1))
+            } else {
+                closed = Some((e, total, fails));
+                Some(pack(epoch, 1, 1))
+            }
+        });
+    // The window that just closed counts only if it was the one before this
+    // (a replica idle for a while starts afresh).
+    let (e, total, fails) = closed?;
+    let previous = (e + 1) & EPOCH_MASK == epoch;
+    let min = u64::from(cfg.failure_rate_min_requests).max(1);
+    (previous && total >= min && fails as f64 > cfg.failure_rate_threshold * total as f64)
+        .then_some(Reason::FailureRate {
+            failed: fails,
+            total,
+        })
 }
 
 /// Ejects `state` unless it is already ejected or the set's ejection budget
@@ -159,7 +193,10 @@ fn eject(shared: &Shared, state: &ReplicaState, reason: Reason) {
         times = times.saturating_sub(u32::try_from(healthy).unwrap_or(u32::MAX));
     }
     times = times.saturating_add(1);
-    let duration = cfg.base_ejection_time.saturating_mul(times).min(cfg.max_ejection_time);
+    let duration = cfg
+        .base_ejection_time
+        .saturating_mul(times)
+        .min(cfg.max_ejection_time);
     let until = now.add(duration);
     o.times.store(times, Ordering::Relaxed);
     o.ejected_until.store(until.0, Ordering::Relaxed);
@@ -178,6 +215,9 @@ mod tests {
     fn windows_pack_and_unpack() {
         let w = pack(5, 1000, 7);
         assert_eq!(unpack(w), (5, 1000, 7));
-        assert_eq!(unpack(pack(EPOCH_MASK + 3, COUNT_MAX, 0)), (2, COUNT_MAX, 0));
+        assert_eq!(
+            unpack(pack(EPOCH_MASK + 3, COUNT_MAX, 0)),
+            (2, COUNT_MAX, 0)
+        );
     }
 }

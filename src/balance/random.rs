@@ -74,10 +74,14 @@ impl Alias {
             return None;
         }
         let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-        let mut scaled: Vec<f64> = weights.iter().map(|&w| f64::from(w) * n as f64 / total).collect();
+        let mut scaled: Vec<f64> = weights
+            .iter()
+            .map(|&w| f64::from(w) * n as f64 / total)
+            .collect();
         let mut keep = vec![u32::MAX; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
             keep[s] = (scaled[s] * f64::from(u32::MAX)) as u32;
             alias[s] = l as u32;
@@ -129,7 +133,10 @@ mod tests {
         }
         for (c, w) in counts.iter().zip(weights) {
             let expected = 10_000.0 * f64::from(w);
-            assert!((f64::from(*c) - expected).abs() < expected * 0.05, "{counts:?}");
+            assert!(
+                (f64::from(*c) - expected).abs() < expected * 0.05,
+                "{counts:?}"
+            );
         }
         assert!(Alias::new(&[3, 3, 3]).is_none());
     }

@@ -84,13 +84,19 @@ pub struct ReplicaSpec {
 impl ReplicaSpec {
     /// A replica of weight 1.
     pub fn new(id: impl Into<ReplicaId>) -> ReplicaSpec {
-        ReplicaSpec { id: id.into(), weight: 1 }
+        ReplicaSpec {
+            id: id.into(),
+            weight: 1,
+        }
     }
 }
 
 impl<I: Into<ReplicaId>> From<(I, u32)> for ReplicaSpec {
     fn from((id, weight): (I, u32)) -> Self {
-        ReplicaSpec { id: id.into(), weight }
+        ReplicaSpec {
+            id: id.into(),
+            weight,
+        }
     }
 }
 
@@ -256,7 +262,12 @@ impl ReplicaState {
 
     /// The same judgement with the instant it may change: unavailable until
     /// the latest of the signals that say so (`None`: unknown).
-    pub(crate) fn health(&self, source: Option<&HealthSignal>, clock: &Clock, panic: bool) -> Health {
+    pub(crate) fn health(
+        &self,
+        source: Option<&HealthSignal>,
+        clock: &Clock,
+        panic: bool,
+    ) -> Health {
         let own = [&self.ejection_signal, &self.checked_signal];
         let signals = source.into_iter().chain(own.into_iter().filter(|_| !panic));
         let mut latest = None;

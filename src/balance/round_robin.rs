@@ -39,7 +39,10 @@ impl Ord for Turn {
     // The heap is a max-heap: the earliest due turn, then the lowest index,
     // compares greatest.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        other.due.total_cmp(&self.due).then_with(|| other.index.cmp(&self.index))
+        other
+            .due
+            .total_cmp(&self.due)
+            .then_with(|| other.index.cmp(&self.index))
     }
 }
 

@@ -58,8 +58,12 @@ impl<S: Clone> ReplicaSet<S> {
             .collect();
         let weights: Vec<u32> = members.values().map(|e| e.spec.weight).collect();
         ReplicaSet {
-            schedule: (kind == Kind::RoundRobin).then(|| round_robin::schedule(&weights)).flatten(),
-            alias: (kind == Kind::Random).then(|| Alias::new(&weights)).flatten(),
+            schedule: (kind == Kind::RoundRobin)
+                .then(|| round_robin::schedule(&weights))
+                .flatten(),
+            alias: (kind == Kind::Random)
+                .then(|| Alias::new(&weights))
+                .flatten(),
             slots,
         }
     }
@@ -105,7 +109,13 @@ struct Picker<'a, S> {
 }
 
 impl<S> ReplicaSet<S> {
-    pub(crate) fn choose(&self, shared: &Shared, cursor: &AtomicUsize, avoid: &Avoid<'_>, now: &mut Now<'_>) -> Choice {
+    pub(crate) fn choose(
+        &self,
+        shared: &Shared,
+        cursor: &AtomicUsize,
+        avoid: &Avoid<'_>,
+        now: &mut Now<'_>,
+    ) -> Choice {
         if self.slots.is_empty() {
             return Choice::Empty;
         }
@@ -174,7 +184,13 @@ impl<S> Picker<'_, S> {
         for _ in 0..DRAWS {
             let (a, b) = random::pair(n);
             match (self.ok(a, now, true), self.ok(b, now, true)) {
-                (true, true) => return Some(if self.cost(b, now) < self.cost(a, now) { b } else { a }),
+                (true, true) => {
+                    return Some(if self.cost(b, now) < self.cost(a, now) {
+                        b
+                    } else {
+                        a
+                    })
+                }
                 (true, false) => return Some(a),
                 (false, true) => return Some(b),
                 (false, false) => {}

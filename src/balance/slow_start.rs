@@ -47,7 +47,9 @@ impl SlowStart {
         }
         let f = self.factor(now.since(Ticks(from)));
         if f >= 1.0 {
-            let _ = state.ramp_from.compare_exchange(from, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = state
+                .ramp_from
+                .compare_exchange(from, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         f
     }
@@ -75,7 +77,11 @@ mod tests {
         assert_eq!(s.factor(Duration::ZERO), 0.1);
         assert!((s.factor(Duration::from_secs(5)) - 0.5).abs() < 1e-9);
         assert_eq!(s.factor(Duration::from_secs(10)), 1.0);
-        let steep = SlowStart::from_config(&SlowStartConfig { aggression: 2.0, ..cfg }).unwrap();
+        let steep = SlowStart::from_config(&SlowStartConfig {
+            aggression: 2.0,
+            ..cfg
+        })
+        .unwrap();
         assert!(steep.factor(Duration::from_secs(5)) > 0.7);
     }
 }
