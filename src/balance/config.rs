@@ -420,7 +420,7 @@ mod tests {
     fn unknown_fields_are_refused() {
         assert!(toml::from_str::<BalanceConfig>("readytimeout = \"1s\"").is_err());
         assert!(toml::from_str::<BalanceConfig>(
-            "[strategy]\nkind = \"round_robin\"\ndecay = \"1s\""
+            "[strategy]\nkind = \"peak_ewma\"\ndecays = \"1s\""
         )
         .is_err());
         assert!(toml::from_str::<BalanceConfig>("[strategy]\nkind = \"fastest\"").is_err());

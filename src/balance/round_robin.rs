@@ -4,7 +4,7 @@
 //!
 //! The cycle is computed when the membership changes, as an
 //! earliest-deadline-first schedule (replica `i`'s `k`-th turn is due at
-//! `(k + 1) / w[i]`), and stored as a table of indices; a pick is one atomic
+//! `(k + 1/2) / w[i]`), and stored as a table of indices; a pick is one atomic
 //! increment and one load. Equal weights need no table. Weights whose cycle
 //! would exceed [`MAX_CYCLE`] turns are scaled down (each keeps at least one turn).
 
@@ -65,7 +65,7 @@ pub(crate) fn schedule(weights: &[u32]) -> Option<Box<[u32]>> {
         .iter()
         .enumerate()
         .map(|(i, &x)| Turn {
-            due: 1.0 / x as f64,
+            due: 0.5 / x as f64,
             index: i as u32,
         })
         .collect();
@@ -77,7 +77,7 @@ pub(crate) fn schedule(weights: &[u32]) -> Option<Box<[u32]>> {
         taken[i] += 1;
         if taken[i] < w[i] {
             heap.push(Turn {
-                due: (taken[i] + 1) as f64 / w[i] as f64,
+                due: (taken[i] as f64 + 0.5) / w[i] as f64,
                 index: turn.index,
             });
         }
