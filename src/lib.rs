@@ -29,11 +29,16 @@
 //!
 //! ## What exists today
 //!
+//! - [`shard`]: consistent-hash sharding (Maglev, ring, rendezvous, jump,
+//!   Memento), bounded loads, failover along the preference list.
+//! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
+//!   least request, round robin, random), with outlier ejection, health
+//!   checks and slow start.
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
 //!
-//! The [`shard`] layer, with Maglev and ring placement:
+//! The shard layer:
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -71,6 +76,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod balance;
 pub mod breaker;
 pub mod classify;
 pub mod clock;
@@ -101,6 +107,7 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
 pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;

@@ -1,0 +1,165 @@
+//! Load balancing: spread a shard's traffic over its replicas, and route
+//! around the slow and the broken.
+//!
+//! Adding replicas adds capacity only if traffic reaches them in proportion
+//! to what they can take, and a replica that is slow, failing or down should
+//! get as little as possible. The [`Balance`] service picks a replica for
+//! each request with a [`Strategy`] (by default, the power of two choices
+//! over peak-EWMA latency), skips replicas whose health signals say they are
+//! unavailable, ejects replicas that keep failing, and waits a bounded time
+//! when nothing is available.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Service, ServiceExt};
+//! use tower_fleet::balance::{Balance, Replica};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_fleet::BoxError> {
+//! let replica = |name: &'static str| service_fn(move |req: String| async move {
+//!     Ok::<_, Infallible>(format!("{name} answered {req}"))
+//! });
+//! let balance = Balance::builder()
+//!     .replicas(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"].map(|a| Replica::new(a, replica(a))))
+//!     .build()?;
+//!
+//! // Clones share one replica set: hand one to each task, no Buffer needed.
+//! let mut client = balance.clone();
+//! let answer = client.ready().await?.call("GET /".to_string()).await?;
+//! assert!(answer.ends_with("answered GET /"));
+//! assert_eq!(balance.handle().snapshot().replicas.iter().map(|r| r.requests).sum::<u64>(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Strategies
+//!
+//! | [`Strategy`] | picks | reads | good for |
+//! |---|---|---|---|
+//! | `PeakEwma` (default) | of two random replicas, the lower `latency x (in-flight + 1) / weight` | the clock, twice per call | replicas whose latency differs or drifts |
+//! | `LeastRequest` | of two random replicas, the lower `(in-flight + 1) / weight` | atomics only | similar replicas, the cheapest adaptive choice |
+//! | `RoundRobin` | each replica in turn, by weight, evenly spread | one shared counter | identical replicas, predictable spread |
+//! | `Random` | a random replica, by weight | nothing shared | many balancers over few replicas |
+//!
+//! Failures do not look fast: peak-EWMA charges a failed call as at least
+//! `failure_penalty` (tower's `PeakEwma` records it as the quick response it
+//! was, so a replica that fails fast attracts traffic). A call cancelled
+//! after it was sent is charged the time it had taken. What counts as a
+//! failure is the [`Classify`](crate::classify::Classify) given to the
+//! builder; an outcome known only at the end of a stream
+//! (`Classification::AtEnd`) keeps the request in flight until then, and a
+//! long-lived stream (`LongLived`) is judged by its head, never timed, and
+//! releases its in-flight count at once.
+//!
+//! # Readiness and health
+//!
+//! `Balance` is `Clone`, and every clone shares one replica set: hyper
+//! clients, tonic channels and the crate's breakers are cheap to clone, so no
+//! `Buffer` is needed in front of it (tower's p2c balancer is not `Clone`).
+//! For replica services that are not `Clone`, put each in a
+//! `tower::buffer::Buffer` before it joins the set.
+//!
+//! `poll_ready` is always ready. A call picks a replica, clones its service,
+//! and drives that clone's readiness inside the response future; while the
+//! chosen replica is not ready, the future holds a second one and sends the
+//! request to whichever is ready first, so one stuck replica never stalls
+//! the requests that could go elsewhere. Replicas known to be unavailable are
+//! skipped without being polled: the pick reads each replica's shared
+//! [`HealthSignal`](crate::signal::HealthSignal) (given with
+//! [`Replica::health`], or read from services that publish one, see
+//! [`BalanceBuilder::health_from_source`]) and the balancer's own ejection
+//! and health-check verdicts.
+//!
+//! With no replica available, a request waits (woken by membership and
+//! health changes, or when a replica's "unavailable until" passes) up to
+//! `ready_timeout` or its [deadline](crate::signal::Carrier::deadline), then
+//! fails with [`BalanceError::Unavailable`], whose source is the shared
+//! [`Unavailable`](crate::signal::Unavailable) signal (kind `NoneAvailable`,
+//! with a retry-after when a replica said when it is back). With no replica
+//! at all it fails at once ([`BalanceError::NoReplicas`]). The balancer
+//! publishes its own health, unavailable while no replica is, and implements
+//! [`HealthSource`](crate::signal::HealthSource), so a shard router above can
+//! skip it.
+//!
+//! A request that carries an [`AttemptMark`](crate::signal::AttemptMark)
+//! has the replica it was sent to recorded there; a later attempt of the
+//! same request picks a replica not tried yet when one is available.
+//!
+//! # Outlier ejection, health checks, slow start, panic mode
+//!
+//! - **Ejection** (on by default): after `consecutive_failures` (5) failures
+//!   in a row, or a failure rate above `failure_rate_threshold` (0.5) over
+//!   an `interval` (10s), a replica is ejected for `base_ejection_time` (30s)
+//!   times the number of ejections in a row (capped at 300s); the multiplier
+//!   steps down after each healthy interval. At most `max_ejection_percent`
+//!   (10%) of the set is ejected at once, and at least one replica always may be.
+//! - **Health checks** (when a probe is given, [`BalanceBuilder::health_check`]):
+//!   every `interval` (10s), `unhealthy_threshold` (3) failed probes take a
+//!   replica out, `healthy_threshold` (2) passed probes bring it back.
+//! - **Slow start** (off by default): a replica that joins a non-empty set,
+//!   or comes back from ejection or failed checks, ramps its share up over
+//!   `window`.
+//! - **Panic mode**: when fewer than `panic_threshold` (50%) of the replicas
+//!   are healthy by the balancer's own judgement, it balances over all of
+//!   them, ignoring ejections and health checks (never a replica's own
+//!   signal, which says it cannot take requests).
+//!
+//! # Membership
+//!
+//! Set by the builder, changed through a [`BalanceHandle`], or fed by a
+//! `tower::discover::Discover` stream ([`BalanceBuilder::discover`]), with
+//! weights. Each change builds a new immutable set (O(replicas)) and swaps
+//! it in; picks never wait for it. Requests sent to a removed replica
+//! complete there; requests still waiting for its readiness pick another.
+//! [`BalanceBuilder::replica_layer`] wraps every replica (given or
+//! discovered) in a per-replica layer, such as a circuit breaker in
+//! not-ready mode: with [`BalanceBuilder::health_from_source`], replicas
+//! whose breaker is open drop out of the picks and come back on their own.
+//!
+//! # Guarantees and costs
+//!
+//! - The pick takes no lock and does not allocate: a snapshot load, two
+//!   random draws and a few atomic loads (the clock too for peak-EWMA).
+//!   Outcome recording is atomic; ejections and membership changes take a
+//!   lock (rare path). Picks stay O(1) in the set size unless most replicas
+//!   are unavailable, when a scan of the set finds the rest.
+//! - The response future is cancel-safe: dropping it releases its in-flight
+//!   counts, and a request is sent at most once (retries are the retry
+//!   layer's). Waiting needs a tokio runtime with the time driver.
+//! - Discovery and health checks run on background tasks started by
+//!   [`BalanceBuilder::build`] (a [`NoRuntime`](crate::NoRuntime) error
+//!   outside a runtime); they stop when the last clone of the balancer and
+//!   its handles is dropped.
+//!
+//! # Errors
+//!
+//! [`BalanceError`] wraps the inner service's error with the replica's id
+//! ([`BalanceError::Inner`]); the shared signals stay findable through
+//! [`ErrorSignals`](crate::signal::ErrorSignals).
+
+mod builder;
+mod config;
+mod core;
+mod discover;
+mod error;
+mod ewma;
+mod flight;
+mod future;
+mod handle;
+mod health_check;
+mod layer;
+mod least_request;
+mod outlier;
+mod random;
+mod replica;
+mod round_robin;
+mod service;
+mod set;
+mod slow_start;
+
+pub use builder::BalanceBuilder;
+pub use config::{BalanceConfig, HealthCheckConfig, OutlierConfig, SlowStartConfig, Strategy};
+pub use error::{BalanceBuildError, BalanceError, MembershipError};
+pub use future::ResponseFuture;
+pub use handle::{BalanceHandle, BalanceSnapshot, ReplicaStats};
+pub use layer::BalanceLayer;
+pub use replica::{Replica, ReplicaId, ReplicaSpec};
+pub use service::Balance;
