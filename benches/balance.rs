@@ -47,10 +47,10 @@ fn ours(strategy: Strategy, n: usize) -> Balance<Instant> {
 
 fn strategies() -> [(&'static str, Strategy); 4] {
     [
-        ("least_request", Strategy::LeastRequest),
+        ("least_request", Strategy::LeastRequest {}),
         ("peak_ewma", Strategy::peak_ewma()),
-        ("round_robin", Strategy::RoundRobin),
-        ("random", Strategy::Random),
+        ("round_robin", Strategy::RoundRobin {}),
+        ("random", Strategy::Random {}),
     ]
 }
 

@@ -113,10 +113,10 @@ async fn run(line: Line, scenario: Scenario) -> (Report, f64) {
         Line::RoundRobin | Line::Ours(_) => {
             let (strategy, eject) = match line {
                 Line::Ours("peak-EWMA (default)") => (Strategy::peak_ewma(), true),
-                Line::Ours("least request") => (Strategy::LeastRequest, true),
-                Line::Ours("round robin") => (Strategy::RoundRobin, true),
-                Line::Ours(_) => (Strategy::Random, true),
-                _ => (Strategy::RoundRobin, false),
+                Line::Ours("least request") => (Strategy::LeastRequest {}, true),
+                Line::Ours("round robin") => (Strategy::RoundRobin {}, true),
+                Line::Ours(_) => (Strategy::Random {}, true),
+                _ => (Strategy::RoundRobin {}, false),
             };
             let balance = Balance::builder()
                 .strategy(strategy)

@@ -82,8 +82,10 @@ pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod key;
+mod metrics;
 pub mod shard;
 pub mod signal;
+mod worker;
 
 /// The boxed error type the layers accept from inner services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

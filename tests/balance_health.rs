@@ -47,7 +47,7 @@ async fn health_checks_take_a_failing_replica_out_and_bring_it_back() {
             health_check: checks(),
             ..Default::default()
         })
-        .strategy(Strategy::RoundRobin)
+        .strategy(Strategy::RoundRobin {})
         .replicas(replicas(&ns))
         .health_check(|n: Node| async move { !n.state.fail.load(Ordering::SeqCst) })
         .build()
@@ -126,7 +126,7 @@ fn health_checks_need_a_runtime() {
 async fn a_joining_replica_ramps_its_share_up_over_the_slow_start_window() {
     let mut ns = nodes(&["a", "b", "c", "d"]);
     let mut b = Balance::builder()
-        .strategy(Strategy::RoundRobin)
+        .strategy(Strategy::RoundRobin {})
         .slow_start(SlowStartConfig {
             window: Some(Duration::from_secs(10)),
             ..Default::default()
@@ -246,7 +246,7 @@ async fn traffic_moves_off_a_replica_whose_breaker_opened_and_comes_back_after_i
         let ns = nodes(&["a", "b", "c"]);
         let breakers = Breakers::default();
         let builder = Balance::builder()
-            .strategy(Strategy::LeastRequest)
+            .strategy(Strategy::LeastRequest {})
             .replicas(replicas(&ns))
             .replica_layer(breakers.clone());
         let mut b = if from_source {

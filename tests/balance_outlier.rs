@@ -22,7 +22,7 @@ fn outlier(consecutive: u32, max_percent: u32) -> OutlierConfig {
 
 fn build(nodes: &[Node], outlier: OutlierConfig, panic_threshold: u32) -> Balance<Node> {
     Balance::builder()
-        .strategy(Strategy::RoundRobin)
+        .strategy(Strategy::RoundRobin {})
         .outlier(outlier)
         .panic_threshold(panic_threshold)
         .replicas(replicas(nodes))

@@ -30,7 +30,7 @@ fn balance(nodes: &[Node], strategy: Strategy) -> Balance<Node> {
 #[tokio::test(start_paused = true)]
 async fn clones_share_one_replica_set_and_its_counters() {
     let ns = nodes(&["a", "b"]);
-    let mut one = balance(&ns, Strategy::RoundRobin);
+    let mut one = balance(&ns, Strategy::RoundRobin {});
     let mut two = one.clone();
     let c = Node::new("c");
     one.handle().insert(c.replica()).unwrap();
@@ -71,7 +71,7 @@ async fn an_empty_set_fails_at_once_with_the_unavailable_signal() {
 async fn a_replica_that_is_not_ready_does_not_stall_the_others() {
     let ns = nodes(&["a", "b", "c"]);
     ns[0].ready(false);
-    let mut b = balance(&ns, Strategy::LeastRequest);
+    let mut b = balance(&ns, Strategy::LeastRequest {});
     let t0 = Instant::now();
     for _ in 0..30 {
         assert_ne!(send(&mut b, ()).await.unwrap(), "a");
@@ -154,7 +154,7 @@ async fn a_waiting_request_takes_a_replica_that_joins() {
 async fn a_readiness_error_moves_the_request_to_another_replica() {
     let ns = nodes(&["a", "b"]);
     ns[0].broken(true);
-    let mut b = balance(&ns, Strategy::RoundRobin);
+    let mut b = balance(&ns, Strategy::RoundRobin {});
     for _ in 0..4 {
         assert_eq!(send(&mut b, ()).await.unwrap(), "b");
     }
@@ -240,7 +240,7 @@ async fn the_balancer_publishes_its_health_and_reports_the_retry_after() {
 #[tokio::test(start_paused = true)]
 async fn weights_set_the_shares_of_round_robin_and_random() {
     let ns = nodes(&["a", "b"]);
-    for strategy in [Strategy::RoundRobin, Strategy::Random] {
+    for strategy in [Strategy::RoundRobin {}, Strategy::Random {}] {
         let mut b = Balance::builder()
             .strategy(strategy.clone())
             .replica(ns[0].replica().weight(3))
@@ -357,7 +357,7 @@ async fn bad_replicas_and_configurations_are_refused() {
         .build()
         .unwrap_err();
     assert!(matches!(err, BalanceBuildError::Config(ref e) if e.field() == "ready_timeout"));
-    let b = balance(&ns, Strategy::RoundRobin);
+    let b = balance(&ns, Strategy::RoundRobin {});
     assert!(b.handle().set_weight("a", 0).is_err());
     assert!(!b.handle().remove("nope"));
 }

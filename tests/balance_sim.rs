@@ -73,9 +73,9 @@ async fn a_ten_times_slower_replica_gets_a_small_fraction_of_its_round_robin_sha
     let slow = Behaviour::Serve {
         mean: Duration::from_millis(100),
     };
-    let rr = ours(slow, Strategy::RoundRobin, false).await;
+    let rr = ours(slow, Strategy::RoundRobin {}, false).await;
     let ewma = ours(slow, Strategy::peak_ewma(), true).await;
-    let lr = ours(slow, Strategy::LeastRequest, true).await;
+    let lr = ours(slow, Strategy::LeastRequest {}, true).await;
     assert!((rr - 0.1).abs() < 0.005, "round robin: {rr}");
     assert!(ewma <= rr / 5.0, "peak-EWMA {ewma} vs round robin {rr}");
     assert!(lr <= rr / 3.0, "least request {lr} vs round robin {rr}");
@@ -86,7 +86,7 @@ async fn a_fast_failing_replica_gets_less_than_under_round_robin_and_half_of_tow
     let failing = Behaviour::Fail {
         after: Duration::from_millis(1),
     };
-    let rr = ours(failing, Strategy::RoundRobin, false).await;
+    let rr = ours(failing, Strategy::RoundRobin {}, false).await;
     let tower = towers(failing).await;
     let default = ours(failing, Strategy::peak_ewma(), true).await;
     // Without ejection, the failure penalty alone keeps it out.

@@ -17,6 +17,7 @@ use super::handle::BalanceHandle;
 use super::health_check::{self, Probe};
 use super::replica::{Replica, ReplicaSpec};
 use super::service::Balance;
+use crate::breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, OpenMode};
 use crate::classify::{Classification, Classify, ErrorIsFailure, Outcome};
 use crate::clock::Clock;
 use crate::config::Validate;
@@ -42,7 +43,7 @@ use crate::{BoxError, NoRuntime};
 ///     Ok::<_, std::convert::Infallible>(format!("{name}: {req}"))
 /// });
 /// let mut balance = Balance::builder()
-///     .strategy(Strategy::LeastRequest)
+///     .strategy(Strategy::LeastRequest {})
 ///     .ready_timeout(Duration::from_millis(200))
 ///     .replica(Replica::new("a", node("a")))
 ///     .replica(Replica::new("b", node("b")).weight(2))
@@ -52,6 +53,9 @@ use crate::{BoxError, NoRuntime};
 /// # Ok(()) }
 /// ```
 pub struct BalanceBuilder<In, S = In, C = ErrorIsFailure> {
+    /// An error found while building (an invalid replica breaker
+    /// configuration), reported by `build`.
+    deferred: Option<BalanceBuildError>,
     config: BalanceConfig,
     clock: Clock,
     classify: C,
@@ -78,6 +82,7 @@ impl<S> Balance<S> {
     /// outlier ejection on, no health checks, no slow start, `Err` is a failure.
     pub fn builder() -> BalanceBuilder<S> {
         BalanceBuilder {
+            deferred: None,
             config: BalanceConfig::default(),
             clock: Clock::default(),
             classify: ErrorIsFailure,
@@ -146,6 +151,7 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
     #[must_use]
     pub fn classify<C2>(self, classify: C2) -> BalanceBuilder<In, S, C2> {
         BalanceBuilder {
+            deferred: self.deferred,
             config: self.config,
             clock: self.clock,
             classify,
@@ -185,6 +191,7 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
     {
         let inner = self.wrap;
         BalanceBuilder {
+            deferred: self.deferred,
             config: self.config,
             clock: self.clock,
             classify: self.classify,
@@ -194,6 +201,53 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
             discover: self.discover,
             probe: None,
         }
+    }
+
+    /// Gives every replica (given here or discovered) its own
+    /// [`CircuitBreaker`] in not-ready mode, judging outcomes with this
+    /// balancer's classifier, and reads each breaker's health: a replica whose
+    /// breaker opened drops out of the picks without being polled, and comes
+    /// back on its own once its probes succeed.
+    ///
+    /// `config.open_mode` is set to [`OpenMode::NotReady`] (a fail-fast
+    /// breaker would answer errors instead of letting the balancer skip it);
+    /// [`BreakerConfig::replica`] is a good start. An invalid configuration is
+    /// reported by [`build`](Self::build). Like
+    /// [`replica_layer`](Self::replica_layer), this resets `health_from` and
+    /// `health_check`.
+    #[must_use]
+    pub fn replica_breakers(
+        self,
+        config: BreakerConfig,
+    ) -> BalanceBuilder<In, CircuitBreaker<S, C>, C>
+    where
+        C: Clone + Send + Sync + 'static,
+        In: 'static,
+        S: 'static,
+    {
+        let config = BreakerConfig {
+            open_mode: OpenMode::NotReady,
+            ..config
+        };
+        let (layer, error) = match CircuitBreaker::builder()
+            .classify(self.classify.clone())
+            .config(config)
+            .layer()
+        {
+            Ok(layer) => (layer, None),
+            // build() reports `e`; the layer only keeps the types in line.
+            Err(e) => (
+                CircuitBreakerLayer::unvalidated(BreakerConfig::replica(), self.classify.clone()),
+                Some(e),
+            ),
+        };
+        let mut builder = self.replica_layer(layer).health_from_source();
+        if let Some(e) = error {
+            builder
+                .deferred
+                .get_or_insert(BalanceBuildError::ReplicaBreaker(e));
+        }
+        builder
     }
 
     /// How to find the health signal of a replica's service, for replicas
@@ -289,6 +343,9 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
         In: Send + 'static,
         S: Clone + Send + Sync + 'static,
     {
+        if let Some(e) = self.deferred {
+            return Err(e);
+        }
         self.config.validate()?;
         let rt = match (&self.discover, &self.probe) {
             (None, None) => None,

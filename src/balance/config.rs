@@ -45,12 +45,12 @@ pub enum Strategy {
     /// Power of two choices over in-flight requests (Envoy's least request):
     /// of two random replicas, the one with fewer `(in-flight + 1) / weight`.
     /// Cheapest of the adaptive strategies: it reads no clock.
-    LeastRequest,
+    LeastRequest {},
     /// Smooth weighted round robin: each replica in turn, in proportion to its
     /// weight, spread evenly. Does not adapt to latency.
-    RoundRobin,
+    RoundRobin {},
     /// A random replica, in proportion to its weight.
-    Random,
+    Random {},
 }
 
 fn default_decay() -> Duration {
@@ -413,7 +413,7 @@ mod tests {
         let empty: BalanceConfig = toml::from_str("").unwrap();
         assert_eq!(empty, BalanceConfig::default());
         let lr: BalanceConfig = toml::from_str("[strategy]\nkind = \"least_request\"").unwrap();
-        assert_eq!(lr.strategy, Strategy::LeastRequest);
+        assert_eq!(lr.strategy, Strategy::LeastRequest {});
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::task::Waker;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
 
 use super::config::{BalanceConfig, OutlierConfig, Strategy};
 use super::error::MembershipError;
@@ -17,6 +16,7 @@ use super::replica::{Replica, ReplicaId, ReplicaSpec, ReplicaState};
 use super::set::ReplicaSet;
 use super::slow_start::{self, SlowStart};
 use crate::clock::{Clock, Ticks};
+use crate::metrics::Counter;
 use crate::signal::{health, HealthPublisher, HealthSignal};
 
 /// When no replica is available and none says when it will be, waiting
@@ -63,9 +63,9 @@ impl Settings {
                 nanos(failure_penalty),
                 nanos(default_rtt),
             ),
-            Strategy::LeastRequest => (Kind::LeastRequest, 1.0, 0.0, 0.0),
-            Strategy::RoundRobin => (Kind::RoundRobin, 1.0, 0.0, 0.0),
-            Strategy::Random => (Kind::Random, 1.0, 0.0, 0.0),
+            Strategy::LeastRequest {} => (Kind::LeastRequest, 1.0, 0.0, 0.0),
+            Strategy::RoundRobin {} => (Kind::RoundRobin, 1.0, 0.0, 0.0),
+            Strategy::Random {} => (Kind::Random, 1.0, 0.0, 0.0),
         };
         Settings {
             kind,
@@ -83,21 +83,6 @@ impl Settings {
     #[inline]
     pub(crate) fn timed(&self) -> bool {
         self.kind == Kind::PeakEwma
-    }
-}
-
-/// A relaxed event counter.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -276,7 +261,7 @@ pub(crate) struct Core<S> {
     /// Set when a layer was applied to a membership it could not take.
     pub(crate) invalid: OnceLock<MembershipError>,
     /// Dropped with the core, which tells background workers to stop.
-    pub(crate) workers: Mutex<Vec<oneshot::Sender<()>>>,
+    pub(crate) workers: crate::worker::Workers,
 }
 
 impl<S> Core<S> {
@@ -288,7 +273,7 @@ impl<S> Core<S> {
             membership: Mutex::new(BTreeMap::new()),
             health_of,
             invalid: OnceLock::new(),
-            workers: Mutex::new(Vec::new()),
+            workers: crate::worker::Workers::default(),
         }
     }
 

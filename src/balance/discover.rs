@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::oneshot;
 use tower::discover::{Change, Discover};
 
 use super::core::Core;
@@ -51,11 +50,7 @@ pub(crate) fn spawn<In, S>(
     In: Send + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(stop_tx);
+    let mut stop_rx = core.workers.stop_signal();
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         loop {

@@ -117,4 +117,7 @@ pub enum BalanceBuildError {
     /// Discovery or health checks were asked for outside a tokio runtime.
     #[error(transparent)]
     NoRuntime(#[from] crate::NoRuntime),
+    /// The per-replica breakers' configuration is invalid.
+    #[error("replica breakers: {0}")]
+    ReplicaBreaker(#[source] crate::breaker::BreakerBuildError),
 }

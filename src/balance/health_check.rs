@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
 
 use super::config::HealthCheckConfig;
 use super::core::{Core, Shared};
@@ -40,11 +39,7 @@ pub(crate) fn spawn<S>(
 ) where
     S: Clone + Send + Sync + 'static,
 {
-    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(stop_tx);
+    let mut stop_rx = core.workers.stop_signal();
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         let mut tick = tokio::time::interval(cfg.interval);

@@ -109,10 +109,20 @@
 //! weights. Each change builds a new immutable set (O(replicas)) and swaps
 //! it in; picks never wait for it. Requests sent to a removed replica
 //! complete there; requests still waiting for its readiness pick another.
-//! [`BalanceBuilder::replica_layer`] wraps every replica (given or
-//! discovered) in a per-replica layer, such as a circuit breaker in
-//! not-ready mode: with [`BalanceBuilder::health_from_source`], replicas
-//! whose breaker is open drop out of the picks and come back on their own.
+//!
+//! # Per-replica circuit breakers
+//!
+//! [`BalanceBuilder::replica_breakers`] gives every replica (given or
+//! discovered) its own [`CircuitBreaker`](crate::breaker::CircuitBreaker) in
+//! not-ready mode, judging outcomes with the balancer's classifier, and reads
+//! each breaker's health signal: a replica whose breaker opened drops out of
+//! the picks without being polled, and comes back on its own once its
+//! half-open probes succeed. A breaker's probe slot reserved by a readiness
+//! poll that the balancer then did not use is given back (the response
+//! future drops it), so holding a ready replica never starves probing.
+//! [`BalanceBuilder::replica_layer`] takes any other per-replica layer
+//! (a timeout, a concurrency limit); pair it with
+//! [`BalanceBuilder::health_from_source`] for layers that publish health.
 //!
 //! # Guarantees and costs
 //!

@@ -304,6 +304,18 @@ impl CircuitBreakerLayer {
 }
 
 impl<C> CircuitBreakerLayer<C> {
+    /// A layer that skips validation and uses tokio's clock: for callers that
+    /// already hold the validation error and only need the types to line up.
+    pub(crate) fn unvalidated(config: BreakerConfig, classify: C) -> CircuitBreakerLayer<C> {
+        CircuitBreakerLayer {
+            config: Arc::new(config),
+            clock: Clock::default(),
+            classify,
+            seed: None,
+            made: Arc::default(),
+        }
+    }
+
     /// The configuration every breaker of this layer gets.
     pub fn config(&self) -> &BreakerConfig {
         &self.config

@@ -6,7 +6,6 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::sync::oneshot;
 use tower::discover::{Change, Discover};
 
 use super::placement::ShardSpec;
@@ -26,11 +25,7 @@ where
 {
     let rt =
         tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("shard discovery"))?;
-    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(stop_tx);
+    let mut stop_rx = core.workers.stop_signal();
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         let mut discover = pin!(discover);

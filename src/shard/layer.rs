@@ -292,7 +292,7 @@ fn new_core<S>(
         membership: Mutex::new(Membership::new(config.placement.initial_log())),
         health_of,
         stats: CoreStats::default(),
-        workers: Mutex::new(Vec::new()),
+        workers: crate::worker::Workers::default(),
     }
 }
 

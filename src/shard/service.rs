@@ -2,13 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
 use tower_service::Service;
 
 use super::config::PlacementConfig;
@@ -18,6 +17,7 @@ use super::memento::LogEntry;
 use super::placement::{Placement, PlacementTable, ShardId, ShardSpec};
 use crate::clock::Clock;
 use crate::key::{Identity, KeyFn, KeyHasher};
+use crate::metrics::Counter;
 use crate::signal::{
     Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind,
 };
@@ -96,7 +96,7 @@ pub(crate) struct Core<S> {
     pub(crate) health_of: Option<HealthOf<S>>,
     pub(crate) stats: CoreStats,
     /// Dropped with the core, which tells background workers to stop.
-    pub(crate) workers: Mutex<Vec<oneshot::Sender<()>>>,
+    pub(crate) workers: crate::worker::Workers,
 }
 
 pub(crate) type HealthOf<S> = Arc<dyn Fn(&S) -> Option<HealthSignal> + Send + Sync>;
@@ -191,21 +191,6 @@ pub(crate) struct CoreStats {
     pub(crate) membership_changes: Counter,
     pub(crate) membership_errors: Counter,
     pub(crate) discovery_errors: Counter,
-}
-
-/// A relaxed event counter.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 impl<S> Snapshot<S> {
