@@ -1,1 +1,2 @@
+//! Benchmarks of the shard layer (placeholder until they are written).
 fn main() {}
