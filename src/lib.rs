@@ -67,6 +67,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cache;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -91,6 +92,7 @@ impl NoRuntime {
     }
 }
 
+pub use cache::{Cache, CacheConfig, CacheError, CacheHandle, CacheLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};

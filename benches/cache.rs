@@ -1,0 +1,2 @@
+//! Benchmarks of the cache layer (written below).
+fn main() {}
