@@ -77,11 +77,18 @@ impl<T> Weighter<CacheKey, Entry<T>> for Weigh<T> {
 #[derive(Clone)]
 struct Evictions(Arc<AtomicU64>);
 
-impl<T> Lifecycle<CacheKey, Entry<T>> for Evictions {
-    type RequestState = ();
+/// The key an insert is writing: `quick_cache` reports the entry a write
+/// replaces through the eviction hook too, and a replacement is no eviction.
+#[derive(Default)]
+struct Inserting(Option<CacheKey>);
 
-    fn on_evict(&self, _state: &mut (), _key: CacheKey, _entry: Entry<T>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl<T> Lifecycle<CacheKey, Entry<T>> for Evictions {
+    type RequestState = Inserting;
+
+    fn on_evict(&self, state: &mut Inserting, key: CacheKey, _entry: Entry<T>) {
+        if state.0.as_ref() != Some(&key) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -148,7 +155,8 @@ impl<T: Clone + Send + Sync + 'static> Store<T> for MemoryStore<T> {
     }
 
     fn insert(&self, key: CacheKey, entry: Entry<T>) -> Self::Done {
-        self.map.insert(key, entry);
+        let mut state = Inserting(Some(key.clone()));
+        self.map.insert_with_lifecycle(key, entry, &mut state);
         ready(())
     }
 
@@ -164,5 +172,42 @@ impl<T: Clone + Send + Sync + 'static> Store<T> for MemoryStore<T> {
 
     fn stats(&self) -> StoreStats {
         StoreStats::new(Some(self.map.len() as u64), Some(self.evictions.load(Ordering::Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::Freshness;
+    use std::time::Duration;
+
+    fn entry(v: &str) -> Entry<String> {
+        Entry::new(v.to_string(), tokio::time::Instant::now(), Freshness::ttl(Duration::from_secs(1)))
+    }
+
+    #[test]
+    fn replacing_and_removing_entries_are_not_evictions() {
+        let store = MemoryStore::<String>::new(10_000).unwrap();
+        for i in 0..1000 {
+            let k = CacheKey::copy_from(if i % 2 == 0 { b"a" } else { b"b" });
+            let _ = store.insert(k.clone(), entry("v"));
+            if i % 3 == 0 {
+                let _ = store.invalidate(k.as_bytes());
+            }
+        }
+        assert_eq!(store.stats().evictions, Some(0));
+        assert!(matches!(store.lookup(b"a"), Lookup::Found(_) | Lookup::Absent));
+    }
+
+    #[test]
+    fn lookups_borrow_the_key_bytes() {
+        let store = MemoryStore::<String>::new(10).unwrap();
+        let _ = store.insert(CacheKey::from(crate::key::Key::from(7u64)), entry("seven"));
+        let Lookup::Found(e) = store.lookup(&7u64.to_le_bytes()) else {
+            panic!("not found by its bytes");
+        };
+        assert_eq!(e.value().unwrap(), "seven");
+        let _ = store.invalidate_all();
+        assert!(store.is_empty());
     }
 }
