@@ -144,6 +144,21 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The answer of a servable entry, counted as a hit (or a negative hit).
+    #[inline]
+    pub(crate) fn serve(&self, entry: &Entry<T>) -> Result<T, super::error::CacheError> {
+        match entry.answer() {
+            Ok(v) => {
+                self.stats.hits.inc();
+                Ok(v)
+            }
+            Err(e) => {
+                self.stats.negative_hits.inc();
+                Err(super::error::CacheError::Upstream(e))
+            }
+        }
+    }
+
     /// The variant bucket of a primary key and its generation now.
     ///
     /// Entries stored under a secondary key (HTTP `Vary`) cannot be found

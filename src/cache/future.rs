@@ -3,65 +3,32 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::core::{Core, Joined};
-use super::entry::{Age, Entry};
-use super::error::CacheError;
-use super::flight::{Driver, Fence, Waiter, Woken};
-use super::load::{BoxLoad, Call, Load, LoadOutput, Rules, Shared};
+use super::core::Core;
+use super::entry::Entry;
+use super::error::{CacheError, SharedError};
+use super::load::{Call, Shed};
+use super::miss::MissFuture;
 use super::policy::Policy;
-use super::store::{CacheKey, Store};
+use super::store::Store;
 use crate::classify::Classify;
-use crate::signal::{Carrier, DeadlineExceeded};
+use crate::signal::Carrier;
 use crate::BoxError;
-
-type CtxOf<S, Req, St, P, C> = Ctx<S, Req, <S as Service<Req>>::Response, St, P, C>;
-
-/// What a response future needs beyond a hit: to start a load, or to go
-/// upstream alone after the coalescing wait bound.
-pub(crate) struct Ctx<S, Req, T, St, P, C> {
-    svc: Option<S>,
-    req: Option<Req>,
-    key: CacheKey,
-    bucket: Option<usize>,
-    core: Arc<Core<T, St>>,
-    rules: Arc<Rules<P, C>>,
-}
-
-impl<S, Req, T, St, P, C> Ctx<S, Req, T, St, P, C> {
-    pub(crate) fn new(
-        svc: S,
-        req: Req,
-        key: CacheKey,
-        bucket: Option<usize>,
-        core: Arc<Core<T, St>>,
-        rules: Arc<Rules<P, C>>,
-    ) -> Self {
-        Ctx {
-            svc: Some(svc),
-            req: Some(req),
-            key,
-            bucket,
-            core,
-            rules,
-        }
-    }
-}
 
 pin_project! {
     /// The response future of [`Cache`](super::Cache).
     ///
-    /// A hit is ready at once. A miss either drives the load (the first
-    /// caller of a key, or a waiter that took the load over from a cancelled
-    /// one) or waits to be woken with its result. Dropping the future is
-    /// always safe: a load it was driving passes to a waiter, or is cancelled
-    /// when nobody waits for it.
+    /// A hit is ready on its first poll and is a few words in size: no
+    /// allocation. A miss (and a lookup in a store that must wait) lives in
+    /// one boxed state machine: it either drives the load (the first caller of
+    /// a key, or a waiter that took the load over from a cancelled one) or
+    /// waits to be woken with the load's result. Dropping the future is always
+    /// safe: a load it was driving passes to a waiter, or is cancelled when
+    /// nobody waits for it any more.
     pub struct ResponseFuture<S, Req, St, P, C>
     where
         S: Service<Req>,
@@ -69,33 +36,21 @@ pin_project! {
         St: Store<S::Response>,
     {
         #[pin]
-        state: State<S, Req, St, P, C>,
-        #[pin]
-        deadline: Option<Sleep>,
-        #[pin]
-        bound: Option<Sleep>,
-        deadline_at: Option<Instant>,
-        // A stale entry to answer with if the load fails (stale-if-error).
-        stale: Option<Entry<S::Response>>,
-        ctx: Option<Ctx<S, Req, S::Response, St, P, C>>,
+        kind: Kind<S, Req, St, P, C>,
     }
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<S, Req, St, P, C>
+    #[project = KindProj]
+    enum Kind<S, Req, St, P, C>
     where
         S: Service<Req>,
         S::Response: Clone,
         St: Store<S::Response>,
     {
         Ready { out: Option<Result<S::Response, CacheError>> },
-        Looking { get: St::Get },
-        Leading { driver: Driver<S::Response, St> },
-        Waiting { waiter: Waiter<S::Response, St> },
-        Solo { #[pin] load: Load<S, Req, P, C>, solo: Solo<S::Response, St> },
         Passing { #[pin] call: Call<S, Req> },
-        Finished,
+        Miss { fut: Pin<Box<MissFuture<S, Req, St, P, C>>> },
     }
 }
 
@@ -106,16 +61,11 @@ where
     St: Store<S::Response>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Ready { .. } => "ready",
-            State::Looking { .. } => "looking up",
-            State::Leading { .. } => "loading",
-            State::Waiting { .. } => "waiting for a load",
-            State::Solo { .. } => "loading alone",
-            State::Passing { .. } => "passing through",
-            State::Finished => "finished",
-        };
-        f.debug_struct("ResponseFuture").field("state", &state).finish_non_exhaustive()
+        match &self.kind {
+            Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Passing { .. } => f.write_str("ResponseFuture::PassingThrough"),
+            Kind::Miss { fut } => fut.fmt(f),
+        }
     }
 }
 
@@ -125,153 +75,31 @@ where
     S::Response: Clone,
     St: Store<S::Response>,
 {
-    fn with(state: State<S, Req, St, P, C>) -> Self {
-        ResponseFuture {
-            state,
-            deadline: None,
-            bound: None,
-            deadline_at: None,
-            stale: None,
-            ctx: None,
-        }
-    }
-
     /// A hit: ready at once.
     #[inline]
     pub(crate) fn hit(core: &Core<S::Response, St>, entry: &Entry<S::Response>) -> Self {
-        let out = match entry.answer() {
-            Ok(v) => {
-                core.stats.hits.inc();
-                Ok(v)
-            }
-            Err(e) => {
-                core.stats.negative_hits.inc();
-                Err(CacheError::Upstream(e))
-            }
-        };
-        Self::with(State::Ready { out: Some(out) })
+        ResponseFuture {
+            kind: Kind::Ready {
+                out: Some(core.serve(entry)),
+            },
+        }
     }
 
+    /// A request without a key, passed through.
     pub(crate) fn passing(call: Call<S, Req>) -> Self {
-        Self::with(State::Passing { call })
-    }
-
-    pub(crate) fn looking(get: St::Get, ctx: Ctx<S, Req, S::Response, St, P, C>) -> Self
-    where
-        Req: Carrier,
-    {
-        let mut fut = Self::with(State::Looking { get });
-        fut.deadline_at = ctx.req.as_ref().and_then(Carrier::deadline);
-        fut.ctx = Some(ctx);
-        fut
-    }
-}
-
-impl<S, Req, St, P, C> ResponseFuture<S, Req, St, P, C>
-where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Response: Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    Req: Carrier + Send + 'static,
-    St: Store<S::Response>,
-    P: Policy<Req, S::Response>,
-    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
-{
-    /// Decides what a request does once its lookup is known (and was not a
-    /// plain fresh hit): a hit with an early refresh, a stale hit with a
-    /// background refresh, or a miss (with a stale fallback for
-    /// stale-if-error when the entry is in that window).
-    pub(crate) fn dispatch(
-        mut ctx: Ctx<S, Req, S::Response, St, P, C>,
-        found: Option<Entry<S::Response>>,
-        age: Age,
-        early: bool,
-    ) -> Self {
-        let core = ctx.core.clone();
-        if let Some(entry) = &found {
-            match age {
-                Age::Fresh if !early => return Self::hit(&core, entry),
-                Age::Fresh | Age::Revalidate => {
-                    if age == Age::Revalidate {
-                        core.stats.stale_hits.inc();
-                        tracing::debug!("stale cache entry served while it is refreshed");
-                    }
-                    if let (Some(svc), Some(req)) = (ctx.svc.take(), ctx.req.take()) {
-                        let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
-                        let rules = ctx.rules.clone();
-                        let stale = entry.value().ok().cloned();
-                        core.spawn_refresh(&ctx.key, entry, variant, move || {
-                            Box::pin(Load::new(svc, req, rules, stale.as_ref())) as BoxLoad<S::Response>
-                        });
-                    }
-                    if age == Age::Fresh {
-                        return Self::hit(&core, entry);
-                    }
-                    // Counted as a stale hit above, not as a fresh one.
-                    let out = entry.answer().map_err(CacheError::Upstream);
-                    return Self::with(State::Ready { out: Some(out) });
-                }
-                Age::IfError | Age::Dead => {}
-            }
-        }
-        core.stats.misses.inc();
-        let deadline_at = ctx.req.as_ref().and_then(Carrier::deadline);
-        let stale = found.clone().filter(|_| age == Age::IfError);
-        let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
-        match core.join_or_lead(&ctx.key, variant) {
-            Joined::Wait(waiter) => {
-                if core.settings.coalesce_timeout.is_none() {
-                    // Nothing to go upstream with later: let them go now.
-                    ctx.svc = None;
-                    ctx.req = None;
-                }
-                let mut fut = Self::with(State::Waiting { waiter });
-                fut.deadline_at = deadline_at;
-                fut.stale = stale;
-                fut.ctx = Some(ctx);
-                fut
-            }
-            Joined::Lead(flight) => {
-                core.stats.loads.inc();
-                let (Some(svc), Some(req)) = (ctx.svc.take(), ctx.req.take()) else {
-                    return Self::with(State::Ready {
-                        out: Some(Err(CacheError::LoadPanicked)),
-                    });
-                };
-                let revalidate = found.as_ref().and_then(|e| e.value().ok());
-                let load: BoxLoad<S::Response> = Box::pin(Load::new(svc, req, ctx.rules.clone(), revalidate));
-                let mut fut = Self::with(State::Leading {
-                    driver: Driver::new(core, flight, load),
-                });
-                fut.deadline_at = deadline_at;
-                fut.stale = stale;
-                fut.ctx = Some(ctx);
-                fut
-            }
+        ResponseFuture {
+            kind: Kind::Passing { call },
         }
     }
-}
 
-/// What a finished load means for this caller: its result, or the stale
-/// entry when the load failed within the entry's stale-if-error window.
-fn answer<T: Clone, St: Store<T>>(
-    shared: Shared<T>,
-    stale: &mut Option<Entry<T>>,
-    core: Option<&Arc<Core<T, St>>>,
-) -> Result<T, CacheError> {
-    if shared.failure {
-        if let (Some(entry), Some(core)) = (stale.take(), core) {
-            if entry.serves_if_error(core.clock.ticks()) {
-                if let Ok(v) = entry.value() {
-                    core.stats.stale_if_error.inc();
-                    tracing::debug!("cache load failed: stale entry served instead");
-                    return Ok(v.clone());
-                }
-            }
-        }
+    /// A miss (boxed), or its answer when it needs no waiting.
+    pub(crate) fn miss(miss: MissFuture<S, Req, St, P, C>) -> Self {
+        let kind = match miss.into_ready() {
+            Ok(out) => Kind::Ready { out: Some(out) },
+            Err(miss) => Kind::Miss { fut: Box::pin(miss) },
+        };
+        ResponseFuture { kind }
     }
-    shared.result
 }
 
 impl<S, Req, St, P, C> Future for ResponseFuture<S, Req, St, P, C>
@@ -287,165 +115,17 @@ where
 {
     type Output = Result<S::Response, CacheError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // An asynchronous lookup resolves into a whole new future.
-        if let StateProj::Looking { get } = self.as_mut().project().state.project() {
-            let found = ready!(Pin::new(get).poll(cx));
-            let Some(ctx) = self.as_mut().project().ctx.take() else {
-                return Poll::Pending;
-            };
-            let core = ctx.core.clone();
-            let found = found.filter(|e| ctx.bucket.is_none_or(|b| core.variant_current(b, e)));
-            let now = core.clock.ticks();
-            let (age, early) = match &found {
-                Some(e) => {
-                    let age = e.age(now, core.settings.tti);
-                    (age, age == Age::Fresh && core.refresh_early(e, now))
-                }
-                None => (Age::Dead, false),
-            };
-            self.set(Self::dispatch(ctx, found, age, early));
-        }
-        let mut this = self.project();
-        loop {
-            let core = this.ctx.as_ref().map(|c| &c.core);
-            match this.state.as_mut().project() {
-                StateProj::Ready { out } => {
-                    return match out.take() {
-                        Some(out) => Poll::Ready(out),
-                        None => Poll::Pending,
-                    };
-                }
-                StateProj::Looking { .. } | StateProj::Finished => return Poll::Pending,
-                StateProj::Passing { call } => {
-                    return call.poll(cx).map(|r| match r {
-                        Ok(Ok(res)) => Ok(res),
-                        Ok(Err(e)) => Err(CacheError::Upstream(super::error::SharedError::new(e.into()))),
-                        Err(_) => Err(super::load::Shed::error()),
-                    });
-                }
-                StateProj::Leading { driver } => {
-                    if let Poll::Ready(shared) = driver.poll(cx) {
-                        this.state.set(State::Finished);
-                        return Poll::Ready(answer(shared, this.stale, core));
-                    }
-                }
-                StateProj::Waiting { waiter } => match waiter.poll(cx) {
-                    Poll::Ready(Woken::Done(shared)) => {
-                        this.state.set(State::Finished);
-                        return Poll::Ready(answer(shared, this.stale, core));
-                    }
-                    Poll::Ready(Woken::TakeOver(load)) => {
-                        let flight = waiter.flight.clone();
-                        let core = waiter.core.clone();
-                        this.state.set(State::Leading {
-                            driver: Driver::new(core, flight, load),
-                        });
-                        continue;
-                    }
-                    Poll::Pending => {
-                        if let Some(next) = poll_bound(this.bound.as_mut(), this.ctx, cx) {
-                            this.state.set(next);
-                            continue;
-                        }
-                    }
-                },
-                StateProj::Solo { load, solo } => {
-                    if let Poll::Ready(out) = load.poll(cx) {
-                        let shared = solo.finish(out);
-                        this.state.set(State::Finished);
-                        let core = this.ctx.as_ref().map(|c| &c.core);
-                        return Poll::Ready(answer(shared, this.stale, core));
-                    }
-                }
-            }
-            // Pending on a load: the request's deadline ends the wait.
-            let Some(at) = *this.deadline_at else {
-                return Poll::Pending;
-            };
-            if this.deadline.is_none() {
-                this.deadline.set(Some(tokio::time::sleep_until(at)));
-            }
-            if let Some(sleep) = this.deadline.as_mut().as_pin_mut() {
-                ready!(sleep.poll(cx));
-            }
-            // Dropping the state hands a driven load over to a waiter.
-            this.state.set(State::Finished);
-            let core = this.ctx.as_ref().map(|c| &c.core);
-            if let Some(core) = core {
-                core.stats.deadline_exceeded.inc();
-            }
-            let shared = Shared {
-                result: Err(CacheError::DeadlineExceeded(DeadlineExceeded)),
-                failure: true,
-            };
-            return Poll::Ready(answer(shared, this.stale, core));
-        }
-    }
-}
-
-/// Polls the coalescing wait bound; when it has passed, the waiter stops
-/// waiting and goes upstream alone.
-fn poll_bound<S, Req, St, P, C>(
-    mut bound: Pin<&mut Option<Sleep>>,
-    ctx: &mut Option<CtxOf<S, Req, St, P, C>>,
-    cx: &mut Context<'_>,
-) -> Option<State<S, Req, St, P, C>>
-where
-    S: Service<Req>,
-    S::Response: Clone,
-    St: Store<S::Response>,
-    P: Policy<Req, S::Response>,
-{
-    let ctx = ctx.as_mut()?;
-    let wait = ctx.core.settings.coalesce_timeout?;
-    if bound.is_none() {
-        bound.set(Some(tokio::time::sleep(wait)));
-    }
-    let sleep = bound.as_mut().as_pin_mut()?;
-    if sleep.poll(cx).is_pending() {
-        return None;
-    }
-    let (svc, req) = (ctx.svc.take()?, ctx.req.take()?);
-    let core = &ctx.core;
-    core.stats.wait_timeouts.inc();
-    core.stats.loads.inc();
-    tracing::debug!(?wait, "cache waiter stopped waiting for the load in flight and goes upstream");
-    let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
-    let fence = core.begin_solo(ctx.key.clone(), variant);
-    Some(State::Solo {
-        load: Load::new(svc, req, ctx.rules.clone(), None),
-        solo: Solo {
-            core: core.clone(),
-            fence: Some(fence),
-        },
-    })
-}
-
-/// An uncoalesced load's registration: ended when the load finishes, or
-/// when the future is dropped before that.
-pub(crate) struct Solo<T: Clone, St: Store<T>> {
-    core: Arc<Core<T, St>>,
-    fence: Option<Fence>,
-}
-
-impl<T: Clone, St: Store<T>> Solo<T, St> {
-    fn finish(&mut self, mut out: LoadOutput<T>) -> Shared<T> {
-        if let Some(fence) = self.fence.take() {
-            let keep = self.core.entry_of(&mut out, &fence);
-            if out.shared.failure || out.shared.result.is_err() {
-                self.core.stats.load_errors.inc();
-            }
-            self.core.end_load(&fence, None, keep);
-        }
-        out.shared
-    }
-}
-
-impl<T: Clone, St: Store<T>> Drop for Solo<T, St> {
-    fn drop(&mut self) {
-        if let Some(fence) = self.fence.take() {
-            self.core.end_load(&fence, None, None);
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            // Polled again after completion: stay pending rather than panic.
+            KindProj::Ready { out } => out.take().map_or(Poll::Pending, Poll::Ready),
+            KindProj::Passing { call } => call.poll(cx).map(|r| match r {
+                Ok(Ok(res)) => Ok(res),
+                Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
+                Err(Shed) => Err(Shed::error()),
+            }),
+            KindProj::Miss { fut } => fut.as_mut().poll(cx),
         }
     }
 }

@@ -50,8 +50,8 @@ pin_project! {
         ready_timeout: Duration,
         #[pin]
         fut: Option<S::Future>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed: only a call that has to wait for readiness pays for it.
+        sleep: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -83,16 +83,14 @@ impl<S: Service<Req>, Req> Future for Call<S, Req> {
                     };
                     let fut = this.svc.call(req);
                     this.fut.set(Some(fut));
-                    this.sleep.set(None);
+                    *this.sleep = None;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Ok(Err(e))),
                 Poll::Pending => {
-                    if this.sleep.is_none() {
-                        this.sleep.set(Some(tokio::time::sleep(*this.ready_timeout)));
-                    }
-                    if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.ready_timeout)));
+                    ready!(sleep.as_mut().poll(cx));
                     tracing::warn!(timeout = ?this.ready_timeout, "cache miss shed: inner service not ready in time");
                     return Poll::Ready(Err(Shed));
                 }

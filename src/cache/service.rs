@@ -9,7 +9,8 @@ use tower_service::Service;
 use super::core::Core;
 use super::entry::Age;
 use super::error::CacheError;
-use super::future::{Ctx, ResponseFuture};
+use super::future::ResponseFuture;
+use super::miss::{Ctx, MissFuture};
 use super::handle::CacheHandle;
 use super::load::{Call, Rules};
 use super::memory::MemoryStore;
@@ -144,7 +145,7 @@ where
                 };
                 let get = core.store.get(key.clone());
                 let ctx = Ctx::new(self.inner.clone(), req, key, bucket, core.clone(), self.rules.clone());
-                return ResponseFuture::looking(get, ctx);
+                return ResponseFuture::miss(MissFuture::looking(get, ctx));
             }
         };
         let found = found.filter(|e| bucket.is_none_or(|b| core.variant_current(b, e)));
@@ -165,6 +166,6 @@ where
             None => CacheKey::from(key),
         };
         let ctx = Ctx::new(self.inner.clone(), req, key, bucket, core.clone(), self.rules.clone());
-        ResponseFuture::dispatch(ctx, found, age, early)
+        ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
     }
 }
