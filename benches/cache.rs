@@ -42,11 +42,15 @@ fn keys() -> Vec<u64> {
 }
 
 fn hit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let keys = keys();
     let mut g = c.benchmark_group("cache/hit");
-    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
 
     // The anchor: a bare quick_cache get.
     let qc = quick_cache::sync::Cache::<u64, Arc<str>>::new(ENTRIES as usize);
@@ -71,8 +75,30 @@ fn hit(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 4095;
-            let hit = qct.get(&keys[i]).filter(|(_, until)| Instant::now() < *until);
+            let hit = qct
+                .get(&keys[i])
+                .filter(|(_, until)| Instant::now() < *until);
             black_box(hit.map(|(v, _)| v))
+        })
+    });
+
+    // The default store alone: a lookup by the key's bytes, no age check.
+    let store = MemoryStore::<Arc<str>>::new(ENTRIES * 2).unwrap();
+    let at = tokio::time::Instant::now();
+    for i in 0..ENTRIES {
+        drop(store.insert(
+            CacheKey::from(Key::from(i)),
+            Entry::new(value(i), at, Freshness::ttl(Duration::from_secs(3600))),
+        ));
+    }
+    g.bench_function(BenchmarkId::new("memory_store_lookup", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            match store.lookup(&keys[i].to_le_bytes()) {
+                Lookup::Found(e) => black_box(Some(e)),
+                _ => black_box(None),
+            }
         })
     });
 
@@ -119,7 +145,10 @@ fn hit(c: &mut Criterion) {
     };
     for (name, clock) in [
         ("service", Clock::default()),
-        ("service_coarse_clock", Clock::coarse(Duration::from_millis(1)).unwrap()),
+        (
+            "service_coarse_clock",
+            Clock::coarse(Duration::from_millis(1)).unwrap(),
+        ),
     ] {
         let mut svc = build(clock);
         g.bench_function(BenchmarkId::new(name, ENTRIES), |b| {
@@ -175,7 +204,8 @@ where
 fn cpu_time() -> Duration {
     use nix::sys::resource::{getrusage, UsageWho};
     let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, (t.tv_usec() as u32) * 1000);
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, (t.tv_usec() as u32) * 1000);
     tv(usage.user_time()) + tv(usage.system_time())
 }
 
@@ -186,33 +216,47 @@ fn stampede_cpu(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_millis(10));
     for latency_ms in [50u64, 500] {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let latency = Duration::from_millis(latency_ms);
         let backend = service_fn(move |id: u64| async move {
             tokio::time::sleep(latency).await;
             Ok::<_, std::io::Error>(value(id))
         });
-        let svc = Cache::builder().key(|id: &u64| Some(Key::from(*id))).build(backend).unwrap();
+        let svc = Cache::builder()
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
         let mut next_key = 0u64;
-        g.bench_function(BenchmarkId::new("waiters_1000", format!("{latency_ms}ms")), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    next_key += 1;
-                    let key = next_key;
-                    let before = cpu_time();
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(svc.clone().oneshot(key))).collect();
-                        for t in tasks {
-                            t.await.unwrap().unwrap();
-                        }
-                    });
-                    total += cpu_time() - before;
-                }
-                total
-            })
-        });
-        assert_eq!(svc.handle().snapshot().coalesced, svc.handle().snapshot().misses - svc.handle().snapshot().loads);
+        g.bench_function(
+            BenchmarkId::new("waiters_1000", format!("{latency_ms}ms")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        next_key += 1;
+                        let key = next_key;
+                        let before = cpu_time();
+                        rt.block_on(async {
+                            let tasks: Vec<_> = (0..1000)
+                                .map(|_| tokio::spawn(svc.clone().oneshot(key)))
+                                .collect();
+                            for t in tasks {
+                                t.await.unwrap().unwrap();
+                            }
+                        });
+                        total += cpu_time() - before;
+                    }
+                    total
+                })
+            },
+        );
+        assert_eq!(
+            svc.handle().snapshot().coalesced,
+            svc.handle().snapshot().misses - svc.handle().snapshot().loads
+        );
     }
     g.finish();
 }
@@ -248,7 +292,9 @@ fn hit_ratio() {
     const MEASURED: usize = 2_000_000;
     let zipf = Zipf::new(KEYS);
     let mut rng = StdRng::seed_from_u64(42);
-    let trace: Vec<u64> = (0..WARM + MEASURED).map(|_| zipf.sample(&mut rng)).collect();
+    let trace: Vec<u64> = (0..WARM + MEASURED)
+        .map(|_| zipf.sample(&mut rng))
+        .collect();
     // The best a cache of 10,000 can do: always hold the 10,000 most popular.
     let best = zipf.cdf[ENTRIES as usize - 1];
 
@@ -261,13 +307,14 @@ fn hit_ratio() {
         match store.lookup(&bytes) {
             Lookup::Found(_) => hits += usize::from(n >= WARM),
             _ => {
-                let _ = store.insert(CacheKey::from(Key::from(k)), Entry::new(k, at, fresh));
+                drop(store.insert(CacheKey::from(Key::from(k)), Entry::new(k, at, fresh)));
             }
         }
     }
     let ours = hits as f64 / MEASURED as f64;
 
-    let mut lru = lru::LruCache::<u64, u64>::new(std::num::NonZeroUsize::new(ENTRIES as usize).unwrap());
+    let mut lru =
+        lru::LruCache::<u64, u64>::new(std::num::NonZeroUsize::new(ENTRIES as usize).unwrap());
     let mut hits = 0usize;
     for (n, &k) in trace.iter().enumerate() {
         if lru.get(&k).is_some() {

@@ -29,7 +29,10 @@
 //!
 //! ## What exists today
 //!
-//! The [`shard`] layer, with Maglev and ring placement:
+//! - The [`cache`] layer: hits answered without touching the network or
+//!   allocating, one upstream call per key under a stampede, stale serving
+//!   (while revalidating, and when the backend fails), invalidation.
+//! - The [`shard`] layer, with Maglev and ring placement:
 //!
 //! ```
 //! use std::convert::Infallible;

@@ -36,10 +36,15 @@ where
 
 #[test]
 fn hits_allocate_nothing() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // A key borrowed from the request, a `Bytes` response.
-        let backend = service_fn(|req: &'static str| async move { Ok::<_, std::io::Error>(Bytes::from(req.repeat(8))) });
+        let backend = service_fn(|req: &'static str| async move {
+            Ok::<_, std::io::Error>(Bytes::from(req.repeat(8)))
+        });
         let mut cache = Cache::builder()
             .key(|req: &&'static str| Some(Key::from(*req)))
             .build(backend)
@@ -48,8 +53,13 @@ fn hits_allocate_nothing() {
         assert_eq!(cache.handle().snapshot().loads, 1);
 
         // An integer key, an `Arc` response.
-        let backend = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(Arc::<str>::from(format!("user {id}"))) });
-        let mut cache = Cache::builder().key(|id: &u64| Some(Key::from(*id))).build(backend).unwrap();
+        let backend = service_fn(|id: u64| async move {
+            Ok::<_, std::io::Error>(Arc::<str>::from(format!("user {id}")))
+        });
+        let mut cache = Cache::builder()
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
         assert_eq!(allocations_of_hits(&mut cache, || 42u64, 1000).await, 0);
         assert_eq!(cache.handle().snapshot().hits, 1099);
 

@@ -131,7 +131,9 @@ async fn a_cancelled_leader_hands_its_call_to_a_waiter() {
 async fn a_chain_of_cancelled_drivers_never_leaves_a_waiter_hanging() {
     let (up, gate) = Upstream::gated();
     let svc = cache(&up);
-    let mut futs: Vec<_> = (0..5).map(|_| Box::pin(svc.clone().oneshot("k".to_string()))).collect();
+    let mut futs: Vec<_> = (0..5)
+        .map(|_| Box::pin(svc.clone().oneshot("k".to_string())))
+        .collect();
     for f in &mut futs {
         assert!(poll_once(f).await.is_pending());
     }

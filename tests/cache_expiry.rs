@@ -15,6 +15,7 @@ use tower_fleet::signal::{find_unavailable, ErrorSignals, Unavailable, Unavailab
 
 const TTL: Duration = Duration::from_secs(10);
 
+#[allow(clippy::ptr_arg)] // the cache's request type is `String`
 fn key(req: &String) -> Option<Key<'_>> {
     Some(Key::from(req.as_str()))
 }
@@ -29,7 +30,11 @@ where
 #[tokio::test(start_paused = true)]
 async fn entries_expire_after_their_ttl() {
     let up = Upstream::new(Duration::ZERO);
-    let svc = Cache::builder().ttl(TTL).key(key).build(up.clone()).unwrap();
+    let svc = Cache::builder()
+        .ttl(TTL)
+        .key(key)
+        .build(up.clone())
+        .unwrap();
     assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
     tokio::time::advance(TTL - Duration::from_millis(1)).await;
     assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
@@ -37,7 +42,10 @@ async fn entries_expire_after_their_ttl() {
     tokio::time::advance(Duration::from_millis(1)).await;
     assert_eq!(get(&svc, "k").await.unwrap(), "k#2");
     let snap = svc.handle().snapshot();
-    assert_eq!((snap.hits, snap.misses, snap.loads, snap.entries), (1, 2, 2, 1));
+    assert_eq!(
+        (snap.hits, snap.misses, snap.loads, snap.entries),
+        (1, 2, 2, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -121,7 +129,11 @@ async fn stale_if_error_serves_the_stale_value_within_its_window_and_the_error_a
     assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
     tokio::time::advance(Duration::from_secs(59)).await;
     assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-    assert_eq!(up.calls(), 3, "each stale-if-error answer tried upstream first");
+    assert_eq!(
+        up.calls(),
+        3,
+        "each stale-if-error answer tried upstream first"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     let err = get(&svc, "k").await.unwrap_err();
     assert!(matches!(err, CacheError::Upstream(_)), "{err:?}");
@@ -140,7 +152,9 @@ async fn stale_if_error_reacts_to_the_unavailable_signal_whatever_the_classifier
         let open = o.load(std::sync::atomic::Ordering::SeqCst);
         async move {
             if open {
-                Err::<String, tower_fleet::BoxError>(Box::new(Unavailable::new(UnavailableKind::CircuitOpen)))
+                Err::<String, tower_fleet::BoxError>(Box::new(Unavailable::new(
+                    UnavailableKind::CircuitOpen,
+                )))
             } else {
                 Ok(format!("{req}!"))
             }
@@ -160,8 +174,14 @@ async fn stale_if_error_reacts_to_the_unavailable_signal_whatever_the_classifier
     assert_eq!(get(&svc, "k").await.unwrap(), "k!");
     // Without a stale entry, the error carries the signal through the cache.
     let err = get(&svc, "other").await.unwrap_err();
-    assert_eq!(err.unavailable().unwrap().kind(), UnavailableKind::CircuitOpen);
-    assert_eq!(find_unavailable(&err).unwrap().kind(), UnavailableKind::CircuitOpen);
+    assert_eq!(
+        err.unavailable().unwrap().kind(),
+        UnavailableKind::CircuitOpen
+    );
+    assert_eq!(
+        find_unavailable(&err).unwrap().kind(),
+        UnavailableKind::CircuitOpen
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,7 +190,13 @@ async fn a_response_the_classifier_calls_a_failure_is_answered_stale_and_never_s
     let b = bad.clone();
     let inner = service_fn(move |_req: String| {
         let bad = b.load(std::sync::atomic::Ordering::SeqCst);
-        async move { Ok::<_, std::io::Error>(if bad { "503".to_string() } else { "200".to_string() }) }
+        async move {
+            Ok::<_, std::io::Error>(if bad {
+                "503".to_string()
+            } else {
+                "200".to_string()
+            })
+        }
     });
     let svc = Cache::builder()
         .ttl(TTL)
@@ -248,7 +274,10 @@ async fn a_miss_waits_for_readiness_only_up_to_the_ready_timeout_and_hits_do_not
         panic!("expected a load-shed error, got {err:?}");
     };
     assert_eq!(signal.kind(), UnavailableKind::Overloaded);
-    assert_eq!(err.unavailable().unwrap().kind(), UnavailableKind::Overloaded);
+    assert_eq!(
+        err.unavailable().unwrap().kind(),
+        UnavailableKind::Overloaded
+    );
     assert_eq!(svc.handle().snapshot().load_errors, 1);
 }
 
@@ -285,7 +314,13 @@ async fn early_refresh_refreshes_a_hot_key_before_it_expires() {
 async fn cache_if_decides_which_responses_are_stored_and_requests_without_a_key_pass_through() {
     let up = Upstream::new(Duration::ZERO);
     let svc = Cache::builder()
-        .key(|req: &String| if req.starts_with("nocache") { None } else { Some(Key::from(req.as_str())) })
+        .key(|req: &String| {
+            if req.starts_with("nocache") {
+                None
+            } else {
+                Some(Key::from(req.as_str()))
+            }
+        })
         .cache_if(|res: &String| !res.starts_with("skip"))
         .build(up.clone())
         .unwrap();

@@ -12,6 +12,7 @@ use tower::{service_fn, ServiceExt};
 use tower_fleet::cache::Cache;
 use tower_fleet::key::Key;
 
+#[allow(clippy::ptr_arg)] // the cache's request type is `String`
 fn key(req: &String) -> Option<Key<'_>> {
     Some(Key::from(req.as_str()))
 }
@@ -80,7 +81,10 @@ async fn an_inserted_value_is_not_overwritten_by_an_older_load() {
     svc.handle().insert("k", "written".to_string()).await;
     gate.add_permits(1);
     assert_eq!(slow.await.unwrap().unwrap(), "k#1");
-    assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "written");
+    assert_eq!(
+        svc.clone().oneshot("k".to_string()).await.unwrap(),
+        "written"
+    );
 }
 
 /// Writers bump a version in a "database", invalidate, then read through the
@@ -145,7 +149,10 @@ async fn a_writer_that_invalidates_after_its_write_never_reads_its_old_value_bac
         // the loads that read the old version have finished.
         for _ in 0..8 {
             let read = svc.clone().oneshot(k).await.unwrap();
-            assert!(read >= written, "round {round}: wrote {written}, read back {read}");
+            assert!(
+                read >= written,
+                "round {round}: wrote {written}, read back {read}"
+            );
             for _ in 0..8 {
                 tokio::task::yield_now().await;
             }

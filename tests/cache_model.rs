@@ -80,9 +80,20 @@ fn check(
 ) -> Result<(), TestCaseError> {
     if let Ok((key, v)) = got {
         prop_assert_eq!(*key, k);
-        prop_assert!(*v >= floor, "key {} served v{} below its floor v{}", k, v, floor);
+        prop_assert!(
+            *v >= floor,
+            "key {} served v{} below its floor v{}",
+            k,
+            v,
+            floor
+        );
         let at = world.produced.lock().unwrap()[v];
-        prop_assert!(end - at <= window, "v{} served {:?} after it was produced", v, end - at);
+        prop_assert!(
+            end - at <= window,
+            "v{} served {:?} after it was produced",
+            v,
+            end - at
+        );
     }
     Ok(())
 }
@@ -152,7 +163,9 @@ fn run(ops: Vec<Op>, swr: Duration, sie: Duration, latency: Duration) -> Result<
                             check(&world, k, floor[k as usize], &got, now, window)?;
                             if exact {
                                 match stored[k as usize] {
-                                    Some((sv, sat)) if now - sat < TTL => prop_assert_eq!(v, sv, "a fresh entry must be hit"),
+                                    Some((sv, sat)) if now - sat < TTL => {
+                                        prop_assert_eq!(v, sv, "a fresh entry must be hit")
+                                    }
                                     _ => {
                                         prop_assert!(v > before, "a miss must load a new version");
                                         stored[k as usize] = Some((v, now));
@@ -161,10 +174,17 @@ fn run(ops: Vec<Op>, swr: Duration, sie: Duration, latency: Duration) -> Result<
                             }
                         }
                         Err(_) => {
-                            prop_assert!(failing.load(Ordering::SeqCst), "errors only while upstream fails");
+                            prop_assert!(
+                                failing.load(Ordering::SeqCst),
+                                "errors only while upstream fails"
+                            );
                             if exact {
-                                let fresh = stored[k as usize].is_some_and(|(_, sat)| now - sat < TTL);
-                                prop_assert!(!fresh, "a fresh entry must be hit even while upstream fails");
+                                let fresh =
+                                    stored[k as usize].is_some_and(|(_, sat)| now - sat < TTL);
+                                prop_assert!(
+                                    !fresh,
+                                    "a fresh entry must be hit even while upstream fails"
+                                );
                             }
                         }
                     }

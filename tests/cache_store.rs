@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::Upstream;
 use tower::{service_fn, ServiceExt};
-use tower_fleet::cache::{Cache, CacheKey, Entry, Freshness, Lookup, MemoryStore, Policy, Store, StoreStats};
+use tower_fleet::cache::{
+    Cache, CacheKey, Entry, Freshness, Lookup, MemoryStore, Policy, Store, StoreStats,
+};
 use tower_fleet::key::Key;
 
 /// A store that must wait for every read: the in-memory store behind a
@@ -46,17 +48,17 @@ impl Store<String> for Remote {
 
     fn insert(&self, key: CacheKey, entry: Entry<String>) -> Self::Done {
         // Issued at the call, completed later: the ordering contract.
-        let _ = self.inner.insert(key, entry);
+        drop(self.inner.insert(key, entry));
         Box::pin(tokio::time::sleep(Duration::from_millis(10)))
     }
 
     fn invalidate(&self, key: &[u8]) -> Self::Done {
-        let _ = self.inner.invalidate(key);
+        drop(self.inner.invalidate(key));
         Box::pin(tokio::time::sleep(Duration::from_millis(10)))
     }
 
     fn invalidate_all(&self) -> Self::Done {
-        let _ = self.inner.invalidate_all();
+        drop(self.inner.invalidate_all());
         Box::pin(async {})
     }
 
@@ -65,6 +67,7 @@ impl Store<String> for Remote {
     }
 }
 
+#[allow(clippy::ptr_arg)] // the cache's request type is `String`
 fn key(req: &String) -> Option<Key<'_>> {
     Some(Key::from(req.as_str()))
 }
@@ -76,11 +79,19 @@ async fn an_asynchronous_store_is_awaited_inside_the_response_future() {
         inner: MemoryStore::new(100).unwrap(),
         gets: Arc::new(AtomicUsize::new(0)),
     };
-    let svc = Cache::builder().store(remote.clone()).key(key).build(up.clone()).unwrap();
+    let svc = Cache::builder()
+        .store(remote.clone())
+        .key(key)
+        .build(up.clone())
+        .unwrap();
     assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#1");
     let start = tokio::time::Instant::now();
     assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#1");
-    assert_eq!(start.elapsed(), Duration::from_millis(10), "the hit waited for the store");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(10),
+        "the hit waited for the store"
+    );
     assert_eq!((up.calls(), remote.gets.load(Ordering::SeqCst)), (1, 2));
     svc.handle().invalidate("k").await;
     assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#2");
@@ -142,7 +153,11 @@ impl Policy<String, String> for Http {
         if res.contains("no-store") {
             return None;
         }
-        match res.split(' ').nth(1).and_then(|b| b.strip_prefix("max-age=")) {
+        match res
+            .split(' ')
+            .nth(1)
+            .and_then(|b| b.strip_prefix("max-age="))
+        {
             Some(secs) => Some(Freshness::ttl(Duration::from_secs(secs.parse().ok()?))),
             None => Some(default),
         }
@@ -153,7 +168,11 @@ impl Policy<String, String> for Http {
         let etag = stale.split(' ').nth(2)?;
         let mut parts: Vec<&str> = req.split('|').collect();
         parts.truncate(2);
-        Some(format!("{}|{}|{etag}", parts[0], parts.get(1).unwrap_or(&"")))
+        Some(format!(
+            "{}|{}|{etag}",
+            parts[0],
+            parts.get(1).unwrap_or(&"")
+        ))
     }
 
     fn revalidated(&self, stale: &String, answer: String) -> String {
@@ -176,7 +195,10 @@ async fn the_policy_hook_varies_keys_sets_freshness_and_revalidates_stale_entrie
         async move {
             let answer = match parts.get(2).map(String::as_str) {
                 Some("e1") => "304 max-age=5 e1".to_string(),
-                _ => format!("200 max-age=5 e1 {}", parts.get(1).cloned().unwrap_or_default()),
+                _ => format!(
+                    "200 max-age=5 e1 {}",
+                    parts.get(1).cloned().unwrap_or_default()
+                ),
             };
             Ok::<_, std::io::Error>(answer)
         }
@@ -200,7 +222,11 @@ async fn the_policy_hook_varies_keys_sets_freshness_and_revalidates_stale_entrie
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(get("/a|en").await.unwrap(), "200 max-age=5 e1 en");
     assert_eq!(revalidations.load(Ordering::SeqCst), 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "revalidated with a conditional request");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "revalidated with a conditional request"
+    );
     // The 304 refreshed the entry: a hit again.
     assert_eq!(get("/a|en").await.unwrap(), "200 max-age=5 e1 en");
     assert_eq!(calls.load(Ordering::SeqCst), 3);

@@ -131,7 +131,11 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 fn bounded(field: &str, value: Duration) -> Result<(), ConfigError> {
     if value > MAX_DURATION {
-        return Err(ConfigError::new(field, fmt_duration(value), "must be at most 100 years"));
+        return Err(ConfigError::new(
+            field,
+            fmt_duration(value),
+            "must be at most 100 years",
+        ));
     }
     Ok(())
 }
@@ -212,7 +216,12 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let bad = |text: &str| toml::from_str::<CacheConfig>(text).unwrap().validate().unwrap_err();
+        let bad = |text: &str| {
+            toml::from_str::<CacheConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
         assert_eq!(bad("max_entries = 0").field(), "max_entries");
         let e = bad("ttl = \"0s\"");
         assert_eq!((e.field(), e.value()), ("ttl", "0s"));
@@ -220,7 +229,10 @@ mod tests {
         assert_eq!(bad("negative_ttl = \"0s\"").field(), "negative_ttl");
         assert_eq!(bad("ready_timeout = \"0s\"").field(), "ready_timeout");
         assert_eq!(bad("coalesce_timeout = \"0s\"").field(), "coalesce_timeout");
-        assert_eq!(bad("stale_if_error = \"200years\"").field(), "stale_if_error");
+        assert_eq!(
+            bad("stale_if_error = \"200years\"").field(),
+            "stale_if_error"
+        );
         assert_eq!(bad("early_refresh = 0.0").field(), "early_refresh");
         assert_eq!(bad("early_refresh = 11.0").field(), "early_refresh");
         assert_eq!(bad("early_refresh = nan").field(), "early_refresh");

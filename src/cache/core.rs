@@ -146,8 +146,8 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
 
     /// The answer of a servable entry, counted as a hit (or a negative hit).
     #[inline]
-    pub(crate) fn serve(&self, entry: &Entry<T>) -> Result<T, super::error::CacheError> {
-        match entry.answer() {
+    pub(crate) fn serve(&self, entry: Entry<T>) -> Result<T, super::error::CacheError> {
+        match entry.into_answer() {
             Ok(v) => {
                 self.stats.hits.inc();
                 Ok(v)
@@ -186,7 +186,11 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
     }
 
     /// Joins the flight of `key`, or registers a new one for this caller to lead.
-    pub(crate) fn join_or_lead(self: &Arc<Self>, key: &CacheKey, variant: Option<(usize, u64)>) -> Joined<T, St> {
+    pub(crate) fn join_or_lead(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        variant: Option<(usize, u64)>,
+    ) -> Joined<T, St> {
         let shard = shard_of(key.as_bytes());
         let mut map = self.lock(shard);
         if let Some(flight) = map.get(key.as_bytes()).and_then(|ks| ks.flight.clone()) {
@@ -211,10 +215,17 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
 
     /// Registers a flight for a background refresh, unless a load of the key
     /// is already in flight.
-    pub(crate) fn lead_refresh(&self, key: &CacheKey, variant: Option<(usize, u64)>) -> Option<Arc<Flight<T>>> {
+    pub(crate) fn lead_refresh(
+        &self,
+        key: &CacheKey,
+        variant: Option<(usize, u64)>,
+    ) -> Option<Arc<Flight<T>>> {
         let shard = shard_of(key.as_bytes());
         let mut map = self.lock(shard);
-        if map.get(key.as_bytes()).is_some_and(|ks| ks.flight.is_some()) {
+        if map
+            .get(key.as_bytes())
+            .is_some_and(|ks| ks.flight.is_some())
+        {
             return None;
         }
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -249,7 +260,12 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
 
     /// Ends a load: stores what it asks to keep if no invalidation happened
     /// since it started, and detaches its flight.
-    pub(crate) fn end_load(&self, fence: &Fence, flight: Option<&Arc<Flight<T>>>, keep: Option<Entry<T>>) {
+    pub(crate) fn end_load(
+        &self,
+        fence: &Fence,
+        flight: Option<&Arc<Flight<T>>>,
+        keep: Option<Entry<T>>,
+    ) {
         let mut map = self.lock(fence.shard);
         let write = self.end_load_locked(&mut map, fence, flight, keep);
         drop(map);
@@ -301,6 +317,7 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             keep.freshness,
             keep.took,
             fence.variant.map(|(_, g)| g),
+            self.settings.tti.is_some(),
         ))
     }
 
@@ -362,7 +379,15 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             ks.gen += 1;
             ks.flight = None;
         }
-        let entry = Entry::build(Ok(value), self.clock.ticks(), self.settings.freshness, Duration::ZERO, None);
+        let track = self.settings.tti.is_some();
+        let entry = Entry::build(
+            Ok(value),
+            self.clock.ticks(),
+            self.settings.freshness,
+            Duration::ZERO,
+            None,
+            track,
+        );
         let done = self.store.insert(CacheKey::copy_from(key), entry);
         drop(map);
         done
@@ -397,37 +422,29 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         let left = entry.fresh_until_ticks().since(now).as_secs_f64();
         delta * beta * -unit_random().ln() >= left
     }
-
 }
 
 impl<T: Clone + Send + Sync + 'static, St: Store<T>> Core<T, St> {
-    /// Starts a background refresh of `entry`'s key, unless one runs.
+    /// Starts a background refresh of `key`, unless a load of it is in
+    /// flight (one refresh at a time; after a failed one, the next stale hit
+    /// starts another).
     pub(crate) fn spawn_refresh(
         self: &Arc<Self>,
         key: &CacheKey,
-        entry: &Entry<T>,
         variant: Option<(usize, u64)>,
         load: impl FnOnce() -> BoxLoad<T>,
     ) {
-        if !entry.claim_refresh() {
-            return;
-        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            entry.release_refresh();
             return;
         };
         let Some(flight) = self.lead_refresh(key, variant) else {
-            entry.release_refresh();
             return;
         };
         self.stats.refreshes.inc();
         self.stats.loads.inc();
         tracing::debug!("cache entry refresh started in the background");
         let driver = Driver::new(self.clone(), flight, load());
-        rt.spawn(Refresh {
-            driver,
-            entry: entry.clone(),
-        });
+        rt.spawn(Refresh { driver });
     }
 }
 
@@ -458,7 +475,6 @@ fn unit_random() -> f64 {
 /// A background refresh: drives its flight to the end.
 struct Refresh<T: Clone, St: Store<T>> {
     driver: Driver<T, St>,
-    entry: Entry<T>,
 }
 
 impl<T: Clone, St: Store<T>> Future for Refresh<T, St> {
@@ -470,8 +486,6 @@ impl<T: Clone, St: Store<T>> Future for Refresh<T, St> {
             Poll::Pending => return Poll::Pending,
         };
         if shared.failure {
-            // Let a later hit try again, one refresh at a time.
-            self.entry.release_refresh();
             tracing::debug!("cache background refresh failed; the stale entry stays");
         }
         Poll::Ready(())

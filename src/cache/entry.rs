@@ -1,7 +1,7 @@
 //! Stored entries: a response (or a negatively cached error) with its times.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,16 +47,14 @@ impl Freshness {
 }
 
 /// One stored response, or one negatively cached error, with the times that
-/// decide how it is served. Cheap to clone (one `Arc`).
+/// decide how it is served. Cloning it clones the response (use `Bytes` or
+/// `Arc<_>`); its times are stored inline, so that judging a hit touches no
+/// memory beyond the store's slot and the response itself.
 ///
 /// Stores keep entries opaque; the cache judges their age. A store that
 /// persists entries elsewhere (a remote tier) rebuilds them with
 /// [`Entry::new`] from the value and the times it saved.
 pub struct Entry<T> {
-    inner: Arc<Inner<T>>,
-}
-
-struct Inner<T> {
     value: Result<T, SharedError>,
     stored: Ticks,
     fresh_until: Ticks,
@@ -64,18 +62,24 @@ struct Inner<T> {
     sie_until: Ticks,
     /// How long the load that produced it took (the "delta" of early refresh).
     load_nanos: u64,
-    /// For time-to-idle.
-    last_access: AtomicU64,
-    /// Set while a background refresh of this entry runs.
-    refreshing: AtomicBool,
     /// With a secondary key: the variant generation the load started under.
     variant_gen: Option<u64>,
+    /// The last read, for time-to-idle: shared by the clones of the entry,
+    /// and only allocated when time-to-idle is on.
+    last_access: Option<Arc<AtomicU64>>,
 }
 
-impl<T> Clone for Entry<T> {
+impl<T: Clone> Clone for Entry<T> {
     fn clone(&self) -> Self {
         Entry {
-            inner: self.inner.clone(),
+            value: self.value.clone(),
+            stored: self.stored,
+            fresh_until: self.fresh_until,
+            swr_until: self.swr_until,
+            sie_until: self.sie_until,
+            load_nanos: self.load_nanos,
+            variant_gen: self.variant_gen,
+            last_access: self.last_access.clone(),
         }
     }
 }
@@ -83,7 +87,7 @@ impl<T> Clone for Entry<T> {
 impl<T> fmt::Debug for Entry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
-            .field("negative", &self.inner.value.is_err())
+            .field("negative", &self.value.is_err())
             .field("stored_at", &self.stored_at())
             .field("fresh_until", &self.fresh_until())
             .finish_non_exhaustive()
@@ -104,8 +108,16 @@ pub(crate) enum Age {
 
 impl<T> Entry<T> {
     /// An entry for `value`, stored at `stored_at`, served as `freshness` says.
+    /// Its last read is tracked for time-to-idle from `stored_at`.
     pub fn new(value: T, stored_at: Instant, freshness: Freshness) -> Entry<T> {
-        Entry::build(Ok(value), Ticks::from_instant(stored_at), freshness, Duration::ZERO, None)
+        Entry::build(
+            Ok(value),
+            Ticks::from_instant(stored_at),
+            freshness,
+            Duration::ZERO,
+            None,
+            true,
+        )
     }
 
     pub(crate) fn build(
@@ -114,51 +126,49 @@ impl<T> Entry<T> {
         freshness: Freshness,
         load_time: Duration,
         variant_gen: Option<u64>,
+        track_access: bool,
     ) -> Entry<T> {
         let fresh_until = stored.add(freshness.ttl);
         Entry {
-            inner: Arc::new(Inner {
-                value,
-                stored,
-                fresh_until,
-                swr_until: fresh_until.add(freshness.stale_while_revalidate),
-                sie_until: fresh_until.add(freshness.stale_if_error),
-                load_nanos: u64::try_from(load_time.as_nanos()).unwrap_or(u64::MAX),
-                last_access: AtomicU64::new(stored.0),
-                refreshing: AtomicBool::new(false),
-                variant_gen,
-            }),
+            value,
+            stored,
+            fresh_until,
+            swr_until: fresh_until.add(freshness.stale_while_revalidate),
+            sie_until: fresh_until.add(freshness.stale_if_error),
+            load_nanos: u64::try_from(load_time.as_nanos()).unwrap_or(u64::MAX),
+            variant_gen,
+            last_access: track_access.then(|| Arc::new(AtomicU64::new(stored.0))),
         }
     }
 
     /// The stored response, or the negatively cached error.
     pub fn value(&self) -> Result<&T, &SharedError> {
-        self.inner.value.as_ref()
+        self.value.as_ref()
     }
 
     /// Whether this entry holds a negatively cached error.
     pub fn is_negative(&self) -> bool {
-        self.inner.value.is_err()
+        self.value.is_err()
     }
 
     /// When the entry was stored.
     pub fn stored_at(&self) -> Instant {
-        self.inner.stored.to_instant()
+        self.stored.to_instant()
     }
 
     /// Until when the entry is fresh.
     pub fn fresh_until(&self) -> Instant {
-        self.inner.fresh_until.to_instant()
+        self.fresh_until.to_instant()
     }
 
     /// After this instant the entry is never served: a store may drop it.
     pub fn expires_at(&self) -> Instant {
-        self.inner.swr_until.max(self.inner.sie_until).to_instant()
+        self.swr_until.max(self.sie_until).to_instant()
     }
 
     /// The freshness the entry was stored with.
     pub fn freshness(&self) -> Freshness {
-        let i = &*self.inner;
+        let i = self;
         Freshness {
             ttl: i.fresh_until.since(i.stored),
             stale_while_revalidate: i.swr_until.since(i.fresh_until),
@@ -167,31 +177,37 @@ impl<T> Entry<T> {
     }
 
     pub(crate) fn variant_gen(&self) -> Option<u64> {
-        self.inner.variant_gen
+        self.variant_gen
     }
 
     pub(crate) fn load_time(&self) -> Duration {
-        Duration::from_nanos(self.inner.load_nanos)
+        Duration::from_nanos(self.load_nanos)
     }
 
     pub(crate) fn fresh_until_ticks(&self) -> Ticks {
-        self.inner.fresh_until
+        self.fresh_until
     }
 
     /// How the entry may be served at `now`, and records the access for
     /// time-to-idle.
     #[inline]
     pub(crate) fn age(&self, now: Ticks, tti: Option<Duration>) -> Age {
-        let i = &*self.inner;
+        let i = self;
         if let Some(tti) = tti {
-            let last = Ticks(i.last_access.load(Ordering::Relaxed));
+            // An entry stored before time-to-idle was on is idle since it was stored.
+            let last = i
+                .last_access
+                .as_ref()
+                .map_or(i.stored, |a| Ticks(a.load(Ordering::Relaxed)));
             if now.since(last) > tti {
                 return Age::Dead;
             }
             // Write the access time only once in a while, so hot entries do
             // not bounce their cache line between cores on every hit.
-            if now.since(last) > tti / 32 {
-                i.last_access.store(now.0, Ordering::Relaxed);
+            if let Some(a) = &i.last_access {
+                if now.since(last) > tti / 32 {
+                    a.store(now.0, Ordering::Relaxed);
+                }
             }
         }
         if now < i.fresh_until {
@@ -207,23 +223,12 @@ impl<T> Entry<T> {
 
     /// Whether a load that failed at `now` may still answer with this entry.
     pub(crate) fn serves_if_error(&self, now: Ticks) -> bool {
-        self.inner.value.is_ok() && now < self.inner.sie_until
+        self.value.is_ok() && now < self.sie_until
     }
 
-    /// Claims this entry's one background refresh; `false` if one runs.
-    pub(crate) fn claim_refresh(&self) -> bool {
-        !self.inner.refreshing.swap(true, Ordering::AcqRel)
-    }
-
-    /// Lets a later hit start a refresh again (after one failed).
-    pub(crate) fn release_refresh(&self) {
-        self.inner.refreshing.store(false, Ordering::Release);
-    }
-}
-
-impl<T: Clone> Entry<T> {
+    /// The stored response (or error), out of the entry.
     #[inline]
-    pub(crate) fn answer(&self) -> Result<T, SharedError> {
-        self.inner.value.clone()
+    pub(crate) fn into_answer(self) -> Result<T, SharedError> {
+        self.value
     }
 }

@@ -4,7 +4,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::signal::{find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable};
+use crate::signal::{
+    find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable,
+};
 use crate::BoxError;
 
 /// The inner service's error, shared by every caller of one coalesced
@@ -30,7 +32,9 @@ pub struct SharedError {
 impl SharedError {
     /// Shares `err`.
     pub fn new(err: BoxError) -> SharedError {
-        SharedError { inner: Arc::from(err) }
+        SharedError {
+            inner: Arc::from(err),
+        }
     }
 
     /// The inner service's error.

@@ -77,7 +77,7 @@ where
 {
     /// A hit: ready at once.
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: &Entry<S::Response>) -> Self {
+    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
         ResponseFuture {
             kind: Kind::Ready {
                 out: Some(core.serve(entry)),
@@ -93,10 +93,12 @@ where
     }
 
     /// A miss (boxed), or its answer when it needs no waiting.
-    pub(crate) fn miss(miss: MissFuture<S, Req, St, P, C>) -> Self {
-        let kind = match miss.into_ready() {
-            Ok(out) => Kind::Ready { out: Some(out) },
-            Err(miss) => Kind::Miss { fut: Box::pin(miss) },
+    pub(crate) fn miss(mut miss: MissFuture<S, Req, St, P, C>) -> Self {
+        let kind = match miss.take_ready() {
+            Some(out) => Kind::Ready { out: Some(out) },
+            None => Kind::Miss {
+                fut: Box::pin(miss),
+            },
         };
         ResponseFuture { kind }
     }

@@ -98,7 +98,13 @@ impl<T: Clone + Send + Sync + 'static> MakeStore<T> for DefaultStore<T> {
 /// assert_eq!(users.ready().await?.call(7).await?, "user 7");
 /// # Ok(()) }
 /// ```
-pub struct CacheBuilder<T, K = Identity, M = DefaultStore<T>, P = DefaultPolicy<T>, C = ErrorIsFailure> {
+pub struct CacheBuilder<
+    T,
+    K = Identity,
+    M = DefaultStore<T>,
+    P = DefaultPolicy<T>,
+    C = ErrorIsFailure,
+> {
     config: CacheConfig,
     clock: Clock,
     key_fn: K,
@@ -347,7 +353,11 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
         M: MakeStore<T>,
     {
         let (core, key_fn, rules) = self.parts()?;
-        Ok(CacheLayer { core, key_fn, rules })
+        Ok(CacheLayer {
+            core,
+            key_fn,
+            rules,
+        })
     }
 }
 
@@ -357,7 +367,11 @@ impl<T, K, P, C> CacheBuilder<T, K, DefaultStore<T>, P, C> {
     /// most `max_weight` (bytes of bodies, say). `max_entries` then only
     /// sizes the tables up front.
     #[must_use]
-    pub fn weigher(mut self, max_weight: u64, weigh: impl Fn(&[u8], &T) -> u64 + Send + Sync + 'static) -> Self {
+    pub fn weigher(
+        mut self,
+        max_weight: u64,
+        weigh: impl Fn(&[u8], &T) -> u64 + Send + Sync + 'static,
+    ) -> Self {
         self.store.weigher = Some((max_weight, Box::new(weigh)));
         self
     }
@@ -393,7 +407,13 @@ impl<T, K, M, C> CacheBuilder<T, K, M, DefaultPolicy<T>, C> {
 /// assert_eq!(handle.snapshot().hits, 1);
 /// # Ok(()) }
 /// ```
-pub struct CacheLayer<T, K = Identity, St = MemoryStore<T>, P = DefaultPolicy<T>, C = ErrorIsFailure> {
+pub struct CacheLayer<
+    T,
+    K = Identity,
+    St = MemoryStore<T>,
+    P = DefaultPolicy<T>,
+    C = ErrorIsFailure,
+> {
     core: Arc<Core<T, St>>,
     key_fn: Arc<K>,
     rules: Arc<Rules<P, C>>,

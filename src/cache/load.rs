@@ -147,11 +147,17 @@ where
 {
     /// A load of `req`, or of the policy's revalidation request when a stale
     /// response is given and the policy has one.
-    pub(crate) fn new(svc: S, req: Req, rules: Arc<Rules<P, C>>, stale: Option<&S::Response>) -> Self {
-        let (req, stale) = match stale.and_then(|s| rules.policy.revalidation(&req, s).map(|r| (r, s))) {
-            Some((conditional, s)) => (conditional, Some(s.clone())),
-            None => (req, None),
-        };
+    pub(crate) fn new(
+        svc: S,
+        req: Req,
+        rules: Arc<Rules<P, C>>,
+        stale: Option<&S::Response>,
+    ) -> Self {
+        let (req, stale) =
+            match stale.and_then(|s| rules.policy.revalidation(&req, s).map(|r| (r, s))) {
+                Some((conditional, s)) => (conditional, Some(s.clone())),
+                None => (req, None),
+            };
         let started = rules.clock.now();
         Load {
             call: Call::new(svc, req, rules.ready_timeout),
@@ -196,11 +202,14 @@ where
                 let keep = if failed {
                     None
                 } else {
-                    rules.policy.freshness(&res, rules.freshness).map(|freshness| Keep {
-                        value: Ok(res.clone()),
-                        freshness,
-                        took,
-                    })
+                    rules
+                        .policy
+                        .freshness(&res, rules.freshness)
+                        .map(|freshness| Keep {
+                            value: Ok(res.clone()),
+                            freshness,
+                            took,
+                        })
                 };
                 LoadOutput {
                     shared: Shared {

@@ -47,7 +47,7 @@ impl<T> Clone for MemoryStore<T> {
     }
 }
 
-impl<T> fmt::Debug for MemoryStore<T> {
+impl<T: Clone> fmt::Debug for MemoryStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("entries", &self.map.len())
@@ -107,10 +107,20 @@ impl<T: Clone + Send + Sync + 'static> MemoryStore<T> {
         estimated_entries: usize,
         weigh: impl Fn(&[u8], &T) -> u64 + Send + Sync + 'static,
     ) -> Result<MemoryStore<T>, ConfigError> {
-        Self::make("max_weight", max_weight, estimated_entries.max(1), Weigh(Some(Arc::new(weigh))))
+        Self::make(
+            "max_weight",
+            max_weight,
+            estimated_entries.max(1),
+            Weigh(Some(Arc::new(weigh))),
+        )
     }
 
-    fn make(field: &str, capacity: u64, items: usize, weigh: Weigh<T>) -> Result<MemoryStore<T>, ConfigError> {
+    fn make(
+        field: &str,
+        capacity: u64,
+        items: usize,
+        weigh: Weigh<T>,
+    ) -> Result<MemoryStore<T>, ConfigError> {
         if capacity == 0 {
             return Err(ConfigError::new(field, capacity, "must be at least 1"));
         }
@@ -120,7 +130,12 @@ impl<T: Clone + Send + Sync + 'static> MemoryStore<T> {
             .build()
             .map_err(|e| ConfigError::new(field, capacity, e.to_string()))?;
         let evictions = Arc::new(AtomicU64::new(0));
-        let map = QuickCache::with_options(options, weigh, DefaultHashBuilder::default(), Evictions(evictions.clone()));
+        let map = QuickCache::with_options(
+            options,
+            weigh,
+            DefaultHashBuilder::default(),
+            Evictions(evictions.clone()),
+        );
         Ok(MemoryStore {
             map: Arc::new(map),
             evictions,
@@ -171,7 +186,10 @@ impl<T: Clone + Send + Sync + 'static> Store<T> for MemoryStore<T> {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats::new(Some(self.map.len() as u64), Some(self.evictions.load(Ordering::Relaxed)))
+        StoreStats::new(
+            Some(self.map.len() as u64),
+            Some(self.evictions.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -182,7 +200,11 @@ mod tests {
     use std::time::Duration;
 
     fn entry(v: &str) -> Entry<String> {
-        Entry::new(v.to_string(), tokio::time::Instant::now(), Freshness::ttl(Duration::from_secs(1)))
+        Entry::new(
+            v.to_string(),
+            tokio::time::Instant::now(),
+            Freshness::ttl(Duration::from_secs(1)),
+        )
     }
 
     #[test]
@@ -190,24 +212,27 @@ mod tests {
         let store = MemoryStore::<String>::new(10_000).unwrap();
         for i in 0..1000 {
             let k = CacheKey::copy_from(if i % 2 == 0 { b"a" } else { b"b" });
-            let _ = store.insert(k.clone(), entry("v"));
+            drop(store.insert(k.clone(), entry("v")));
             if i % 3 == 0 {
-                let _ = store.invalidate(k.as_bytes());
+                drop(store.invalidate(k.as_bytes()));
             }
         }
         assert_eq!(store.stats().evictions, Some(0));
-        assert!(matches!(store.lookup(b"a"), Lookup::Found(_) | Lookup::Absent));
+        assert!(matches!(
+            store.lookup(b"a"),
+            Lookup::Found(_) | Lookup::Absent
+        ));
     }
 
     #[test]
     fn lookups_borrow_the_key_bytes() {
         let store = MemoryStore::<String>::new(10).unwrap();
-        let _ = store.insert(CacheKey::from(crate::key::Key::from(7u64)), entry("seven"));
+        drop(store.insert(CacheKey::from(crate::key::Key::from(7u64)), entry("seven")));
         let Lookup::Found(e) = store.lookup(&7u64.to_le_bytes()) else {
             panic!("not found by its bytes");
         };
         assert_eq!(e.value().unwrap(), "seven");
-        let _ = store.invalidate_all();
+        drop(store.invalidate_all());
         assert!(store.is_empty());
     }
 }

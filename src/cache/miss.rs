@@ -111,7 +111,9 @@ where
             State::Solo { .. } => "loading alone",
             State::Finished => "finished",
         };
-        f.debug_struct("MissFuture").field("state", &state).finish_non_exhaustive()
+        f.debug_struct("MissFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,18 +136,18 @@ where
 
     /// A hit: ready at once.
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: &Entry<S::Response>) -> Self {
+    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
         Self::with(State::Ready {
             out: Some(core.serve(entry)),
         })
     }
 
     /// The answer, if this miss turned out to need no waiting (a stale hit,
-    /// a hit that started an early refresh); the future itself otherwise.
-    pub(crate) fn into_ready(self) -> Result<Result<S::Response, CacheError>, Self> {
-        match self.state {
-            State::Ready { out: Some(out) } => Ok(out),
-            state => Err(MissFuture { state, ..self }),
+    /// a hit that started an early refresh).
+    pub(crate) fn take_ready(&mut self) -> Option<Result<S::Response, CacheError>> {
+        match &mut self.state {
+            State::Ready { out } => out.take(),
+            _ => None,
         }
     }
 
@@ -184,7 +186,7 @@ where
         let core = ctx.core.clone();
         if let Some(entry) = &found {
             match age {
-                Age::Fresh if !early => return Self::hit(&core, entry),
+                Age::Fresh if !early => return Self::hit(&core, entry.clone()),
                 Age::Fresh | Age::Revalidate => {
                     if age == Age::Revalidate {
                         core.stats.stale_hits.inc();
@@ -194,15 +196,16 @@ where
                         let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
                         let rules = ctx.rules.clone();
                         let stale = entry.value().ok().cloned();
-                        core.spawn_refresh(&ctx.key, entry, variant, move || {
-                            Box::pin(Load::new(svc, req, rules, stale.as_ref())) as BoxLoad<S::Response>
+                        core.spawn_refresh(&ctx.key, variant, move || {
+                            Box::pin(Load::new(svc, req, rules, stale.as_ref()))
+                                as BoxLoad<S::Response>
                         });
                     }
                     if age == Age::Fresh {
-                        return Self::hit(&core, entry);
+                        return Self::hit(&core, entry.clone());
                     }
                     // Counted as a stale hit above, not as a fresh one.
-                    let out = entry.answer().map_err(CacheError::Upstream);
+                    let out = entry.clone().into_answer().map_err(CacheError::Upstream);
                     return Self::with(State::Ready { out: Some(out) });
                 }
                 Age::IfError | Age::Dead => {}
@@ -233,7 +236,8 @@ where
                     });
                 };
                 let revalidate = found.as_ref().and_then(|e| e.value().ok());
-                let load: BoxLoad<S::Response> = Box::pin(Load::new(svc, req, ctx.rules.clone(), revalidate));
+                let load: BoxLoad<S::Response> =
+                    Box::pin(Load::new(svc, req, ctx.rules.clone(), revalidate));
                 let mut fut = Self::with(State::Leading {
                     driver: Driver::new(core, flight, load),
                 });
@@ -396,7 +400,10 @@ where
     let core = &ctx.core;
     core.stats.wait_timeouts.inc();
     core.stats.loads.inc();
-    tracing::debug!(?wait, "cache waiter stopped waiting for the load in flight and goes upstream");
+    tracing::debug!(
+        ?wait,
+        "cache waiter stopped waiting for the load in flight and goes upstream"
+    );
     let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
     let fence = core.begin_solo(ctx.key.clone(), variant);
     Some(State::Solo {

@@ -10,10 +10,10 @@ use super::core::Core;
 use super::entry::Age;
 use super::error::CacheError;
 use super::future::ResponseFuture;
-use super::miss::{Ctx, MissFuture};
 use super::handle::CacheHandle;
 use super::load::{Call, Rules};
 use super::memory::MemoryStore;
+use super::miss::{Ctx, MissFuture};
 use super::policy::{DefaultPolicy, Policy};
 use super::store::{CacheKey, Lookup, Store};
 use crate::classify::{Classify, ErrorIsFailure};
@@ -36,7 +36,8 @@ use crate::BoxError;
 ///   ([`CacheError::Overloaded`] after it).
 /// - A request without a key (its [`KeyFn`] returns `None`) passes through
 ///   uncached (readiness still driven inside the future).
-pub struct Cache<S, T, K = Identity, St = MemoryStore<T>, P = DefaultPolicy<T>, C = ErrorIsFailure> {
+pub struct Cache<S, T, K = Identity, St = MemoryStore<T>, P = DefaultPolicy<T>, C = ErrorIsFailure>
+{
     pub(crate) inner: S,
     pub(crate) core: Arc<Core<T, St>>,
     pub(crate) key_fn: Arc<K>,
@@ -123,7 +124,11 @@ where
         let core = &self.core;
         let Some(key) = self.key_fn.key(&req) else {
             core.stats.passed_through.inc();
-            return ResponseFuture::passing(Call::new(self.inner.clone(), req, self.rules.ready_timeout));
+            return ResponseFuture::passing(Call::new(
+                self.inner.clone(),
+                req,
+                self.rules.ready_timeout,
+            ));
         };
         // `Vec::new` does not allocate: only a policy that writes a secondary
         // key costs an allocation on a hit.
@@ -144,7 +149,14 @@ where
                     None => CacheKey::from(key),
                 };
                 let get = core.store.get(key.clone());
-                let ctx = Ctx::new(self.inner.clone(), req, key, bucket, core.clone(), self.rules.clone());
+                let ctx = Ctx::new(
+                    self.inner.clone(),
+                    req,
+                    key,
+                    bucket,
+                    core.clone(),
+                    self.rules.clone(),
+                );
                 return ResponseFuture::miss(MissFuture::looking(get, ctx));
             }
         };
@@ -153,19 +165,27 @@ where
         let (age, early) = match &found {
             Some(e) => {
                 let age = e.age(now, core.settings.tti);
-                let early = age == Age::Fresh && core.refresh_early(e, now);
-                if age == Age::Fresh && !early {
-                    return ResponseFuture::hit(core, e);
-                }
-                (age, early)
+                (age, age == Age::Fresh && core.refresh_early(e, now))
             }
             None => (Age::Dead, false),
         };
+        if age == Age::Fresh && !early {
+            if let Some(entry) = found {
+                return ResponseFuture::hit(core, entry);
+            }
+        }
         let key = match full {
             Some(v) => CacheKey::from(Key::from(v)),
             None => CacheKey::from(key),
         };
-        let ctx = Ctx::new(self.inner.clone(), req, key, bucket, core.clone(), self.rules.clone());
+        let ctx = Ctx::new(
+            self.inner.clone(),
+            req,
+            key,
+            bucket,
+            core.clone(),
+            self.rules.clone(),
+        );
         ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
     }
 }

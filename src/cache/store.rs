@@ -36,6 +36,7 @@ impl From<Key<'_>> for CacheKey {
 }
 
 impl PartialEq for CacheKey {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.as_bytes() == other.as_bytes()
     }
@@ -45,12 +46,14 @@ impl Eq for CacheKey {}
 
 impl Hash for CacheKey {
     // Must hash exactly as `[u8]` does, for borrowed lookups.
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_bytes().hash(state);
     }
 }
 
 impl Borrow<[u8]> for CacheKey {
+    #[inline]
     fn borrow(&self) -> &[u8] {
         self.as_bytes()
     }
