@@ -6,53 +6,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use super::entry::{Entry, Freshness};
-use super::flight::{Driver, Fence, Flight, Waiter};
+use super::entry::{Age, Entry, Freshness};
+use super::flight::{Fence, Flight, Waiter};
+use super::handle::Stats;
 use super::load::{BoxLoad, LoadOutput, Shared};
 use super::store::{CacheKey, Store};
-use crate::clock::{Clock, Ticks};
+use crate::clock::Clock;
 
 /// Shards of the load registry (misses and invalidations lock one).
 const SHARDS: usize = 64;
 /// Buckets of variant generations (see [`Core::variant_fence`]).
 const VARIANT_BUCKETS: usize = 1024;
-
-/// A relaxed event counter.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) hits: Counter,
-    pub(crate) stale_hits: Counter,
-    pub(crate) negative_hits: Counter,
-    pub(crate) stale_if_error: Counter,
-    pub(crate) misses: Counter,
-    pub(crate) coalesced: Counter,
-    pub(crate) loads: Counter,
-    pub(crate) load_errors: Counter,
-    pub(crate) refreshes: Counter,
-    pub(crate) not_stored: Counter,
-    pub(crate) handovers: Counter,
-    pub(crate) wait_timeouts: Counter,
-    pub(crate) deadline_exceeded: Counter,
-    pub(crate) passed_through: Counter,
-    pub(crate) invalidations: Counter,
-}
 
 /// The registry's record of one key with loads in progress.
 struct KeyState<T> {
@@ -159,6 +126,27 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         }
     }
 
+    /// Drops a variant entry of an older generation, and judges the rest:
+    /// its age now, and whether early refresh says to refresh it now. The
+    /// clock is read only when there is an entry.
+    #[inline]
+    pub(crate) fn judge(
+        &self,
+        found: Option<Entry<T>>,
+        bucket: Option<usize>,
+    ) -> (Option<Entry<T>>, Age, bool) {
+        let found = found.filter(|e| bucket.is_none_or(|b| self.variant_current(b, e)));
+        match &found {
+            Some(e) => {
+                let now = self.clock.ticks();
+                let age = e.age(now, self.settings.tti);
+                let early = age == Age::Fresh && self.refresh_early(e, now);
+                (found, age, early)
+            }
+            None => (None, Age::Dead, false),
+        }
+    }
+
     /// The variant bucket of a primary key and its generation now.
     ///
     /// Entries stored under a secondary key (HTTP `Vary`) cannot be found
@@ -199,6 +187,18 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             self.stats.coalesced.inc();
             return Joined::Wait(Waiter::new(self.clone(), flight, slot));
         }
+        Joined::Lead(self.new_flight(&mut map, key, shard, variant))
+    }
+
+    /// Registers a new flight of `key`, fenced by the key's generation and the
+    /// epoch now. Called with the key's shard locked.
+    fn new_flight(
+        &self,
+        map: &mut HashMap<CacheKey, KeyState<T>>,
+        key: &CacheKey,
+        shard: usize,
+        variant: Option<(usize, u64)>,
+    ) -> Arc<Flight<T>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let ks = map.entry(key.clone()).or_default();
         ks.loads += 1;
@@ -210,7 +210,7 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             variant,
         }));
         ks.flight = Some(flight.clone());
-        Joined::Lead(flight)
+        flight
     }
 
     /// Registers a flight for a background refresh, unless a load of the key
@@ -228,18 +228,7 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         {
             return None;
         }
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let ks = map.entry(key.clone()).or_default();
-        ks.loads += 1;
-        let flight = Arc::new(Flight::new(Fence {
-            key: key.clone(),
-            shard,
-            gen: ks.gen,
-            epoch,
-            variant,
-        }));
-        ks.flight = Some(flight.clone());
-        Some(flight)
+        Some(self.new_flight(&mut map, key, shard, variant))
     }
 
     /// Registers an uncoalesced load of `key` (a waiter that stopped waiting).
@@ -408,86 +397,5 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         self.stats.invalidations.inc();
         tracing::info!("cache invalidated entirely");
         done
-    }
-
-    /// Whether probabilistic early refresh (XFetch) says to refresh a fresh
-    /// entry now: with `delta` the time its load took, refresh when
-    /// `now + delta * beta * -ln(u)` reaches its expiry, `u` uniform in (0, 1].
-    #[inline]
-    pub(crate) fn refresh_early(&self, entry: &Entry<T>, now: Ticks) -> bool {
-        let Some(beta) = self.settings.early_refresh else {
-            return false;
-        };
-        let delta = entry.load_time().as_secs_f64();
-        let left = entry.fresh_until_ticks().since(now).as_secs_f64();
-        delta * beta * -unit_random().ln() >= left
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static, St: Store<T>> Core<T, St> {
-    /// Starts a background refresh of `key`, unless a load of it is in
-    /// flight (one refresh at a time; after a failed one, the next stale hit
-    /// starts another).
-    pub(crate) fn spawn_refresh(
-        self: &Arc<Self>,
-        key: &CacheKey,
-        variant: Option<(usize, u64)>,
-        load: impl FnOnce() -> BoxLoad<T>,
-    ) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let Some(flight) = self.lead_refresh(key, variant) else {
-            return;
-        };
-        self.stats.refreshes.inc();
-        self.stats.loads.inc();
-        tracing::debug!("cache entry refresh started in the background");
-        let driver = Driver::new(self.clone(), flight, load());
-        rt.spawn(Refresh { driver });
-    }
-}
-
-/// A uniform random number in (0, 1], from a per-thread xorshift generator.
-fn unit_random() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let id = std::thread::current().id();
-            xxhash_rust::xxh3::xxh3_64(format!("{t}{id:?}").as_bytes()) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        // 53 random bits, shifted into (0, 1].
-        ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    })
-}
-
-/// A background refresh: drives its flight to the end.
-struct Refresh<T: Clone, St: Store<T>> {
-    driver: Driver<T, St>,
-}
-
-impl<T: Clone, St: Store<T>> Future for Refresh<T, St> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let shared = match self.driver.poll(cx) {
-            Poll::Ready(shared) => shared,
-            Poll::Pending => return Poll::Pending,
-        };
-        if shared.failure {
-            tracing::debug!("cache background refresh failed; the stale entry stays");
-        }
-        Poll::Ready(())
     }
 }

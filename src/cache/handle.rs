@@ -1,6 +1,7 @@
 //! `CacheHandle`: invalidation and counters.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::core::Core;
@@ -143,4 +144,38 @@ pub struct CacheSnapshot {
     pub evictions: u64,
     /// Entries the store holds now (0 if the store does not say).
     pub entries: u64,
+}
+
+/// A relaxed event counter.
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) hits: Counter,
+    pub(crate) stale_hits: Counter,
+    pub(crate) negative_hits: Counter,
+    pub(crate) stale_if_error: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) coalesced: Counter,
+    pub(crate) loads: Counter,
+    pub(crate) load_errors: Counter,
+    pub(crate) refreshes: Counter,
+    pub(crate) not_stored: Counter,
+    pub(crate) handovers: Counter,
+    pub(crate) wait_timeouts: Counter,
+    pub(crate) deadline_exceeded: Counter,
+    pub(crate) passed_through: Counter,
+    pub(crate) invalidations: Counter,
 }

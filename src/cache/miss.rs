@@ -14,25 +14,26 @@ use tower_service::Service;
 use super::core::{Core, Joined};
 use super::entry::{Age, Entry};
 use super::error::CacheError;
-use super::flight::{Driver, Fence, Waiter, Woken};
-use super::load::{BoxLoad, Load, LoadOutput, Rules, Shared};
+use super::flight::{Driver, Waiter, Woken};
+use super::load::{BoxLoad, Load, Rules, Shared};
 use super::policy::Policy;
+use super::solo::{poll_bound, Solo};
 use super::store::{CacheKey, Store};
 use crate::classify::Classify;
 use crate::signal::{Carrier, DeadlineExceeded};
 use crate::BoxError;
 
-type CtxOf<S, Req, St, P, C> = Ctx<S, Req, <S as Service<Req>>::Response, St, P, C>;
+pub(crate) type CtxOf<S, Req, St, P, C> = Ctx<S, Req, <S as Service<Req>>::Response, St, P, C>;
 
 /// What a response future needs beyond a hit: to start a load, or to go
 /// upstream alone after the coalescing wait bound.
 pub(crate) struct Ctx<S, Req, T, St, P, C> {
-    svc: Option<S>,
-    req: Option<Req>,
-    key: CacheKey,
-    bucket: Option<usize>,
-    core: Arc<Core<T, St>>,
-    rules: Arc<Rules<P, C>>,
+    pub(crate) svc: Option<S>,
+    pub(crate) req: Option<Req>,
+    pub(crate) key: CacheKey,
+    pub(crate) bucket: Option<usize>,
+    pub(crate) core: Arc<Core<T, St>>,
+    pub(crate) rules: Arc<Rules<P, C>>,
 }
 
 impl<S, Req, T, St, P, C> Ctx<S, Req, T, St, P, C> {
@@ -81,7 +82,7 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req, St, P, C>
+    pub(crate) enum State<S, Req, St, P, C>
     where
         S: Service<Req>,
         S::Response: Clone,
@@ -291,16 +292,7 @@ where
             let Some(ctx) = self.as_mut().project().ctx.take() else {
                 return Poll::Pending;
             };
-            let core = ctx.core.clone();
-            let found = found.filter(|e| ctx.bucket.is_none_or(|b| core.variant_current(b, e)));
-            let now = core.clock.ticks();
-            let (age, early) = match &found {
-                Some(e) => {
-                    let age = e.age(now, core.settings.tti);
-                    (age, age == Age::Fresh && core.refresh_early(e, now))
-                }
-                None => (Age::Dead, false),
-            };
+            let (found, age, early) = ctx.core.judge(found, ctx.bucket);
             self.set(Self::dispatch(ctx, found, age, early));
         }
         let mut this = self.project();
@@ -370,75 +362,6 @@ where
                 failure: true,
             };
             return Poll::Ready(answer(shared, this.stale, core));
-        }
-    }
-}
-
-/// Polls the coalescing wait bound; when it has passed, the waiter stops
-/// waiting and goes upstream alone.
-fn poll_bound<S, Req, St, P, C>(
-    mut bound: Pin<&mut Option<Sleep>>,
-    ctx: &mut Option<CtxOf<S, Req, St, P, C>>,
-    cx: &mut Context<'_>,
-) -> Option<State<S, Req, St, P, C>>
-where
-    S: Service<Req>,
-    S::Response: Clone,
-    St: Store<S::Response>,
-    P: Policy<Req, S::Response>,
-{
-    let ctx = ctx.as_mut()?;
-    let wait = ctx.core.settings.coalesce_timeout?;
-    if bound.is_none() {
-        bound.set(Some(tokio::time::sleep(wait)));
-    }
-    let sleep = bound.as_mut().as_pin_mut()?;
-    if sleep.poll(cx).is_pending() {
-        return None;
-    }
-    let (svc, req) = (ctx.svc.take()?, ctx.req.take()?);
-    let core = &ctx.core;
-    core.stats.wait_timeouts.inc();
-    core.stats.loads.inc();
-    tracing::debug!(
-        ?wait,
-        "cache waiter stopped waiting for the load in flight and goes upstream"
-    );
-    let variant = ctx.bucket.map(|b| (b, core.variant_fence_bucket(b)));
-    let fence = core.begin_solo(ctx.key.clone(), variant);
-    Some(State::Solo {
-        load: Load::new(svc, req, ctx.rules.clone(), None),
-        solo: Solo {
-            core: core.clone(),
-            fence: Some(fence),
-        },
-    })
-}
-
-/// An uncoalesced load's registration: ended when the load finishes, or
-/// when the future is dropped before that.
-pub(crate) struct Solo<T: Clone, St: Store<T>> {
-    core: Arc<Core<T, St>>,
-    fence: Option<Fence>,
-}
-
-impl<T: Clone, St: Store<T>> Solo<T, St> {
-    fn finish(&mut self, mut out: LoadOutput<T>) -> Shared<T> {
-        if let Some(fence) = self.fence.take() {
-            let keep = self.core.entry_of(&mut out, &fence);
-            if out.shared.failure || out.shared.result.is_err() {
-                self.core.stats.load_errors.inc();
-            }
-            self.core.end_load(&fence, None, keep);
-        }
-        out.shared
-    }
-}
-
-impl<T: Clone, St: Store<T>> Drop for Solo<T, St> {
-    fn drop(&mut self) {
-        if let Some(fence) = self.fence.take() {
-            self.core.end_load(&fence, None, None);
         }
     }
 }

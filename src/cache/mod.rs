@@ -181,6 +181,7 @@
 //!
 //! See [`CacheConfig`] for what each knob does and when to change it.
 
+mod builder;
 mod config;
 mod core;
 mod entry;
@@ -193,15 +194,18 @@ mod load;
 mod memory;
 mod miss;
 mod policy;
+mod refresh;
 mod service;
+mod solo;
 mod store;
 
+pub use builder::{CacheBuilder, DefaultStore, GivenStore, MakeStore};
 pub use config::{CacheConfig, MAX_EARLY_REFRESH_BETA};
 pub use entry::{Entry, Freshness};
 pub use error::{CacheError, SharedError};
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, CacheSnapshot};
-pub use layer::{CacheBuilder, CacheLayer, DefaultStore, GivenStore, MakeStore};
+pub use layer::CacheLayer;
 pub use memory::MemoryStore;
 pub use policy::{DefaultPolicy, Policy};
 pub use service::Cache;

@@ -88,6 +88,14 @@ impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
     }
 }
 
+/// The owned key of a request: its variant key if it has one, else its key.
+fn owned_key(variant: Option<Vec<u8>>, key: Key<'_>) -> CacheKey {
+    match variant {
+        Some(v) => CacheKey::from(Key::from(v)),
+        None => CacheKey::from(key),
+    }
+}
+
 /// Writes the key under which a request with a secondary key is stored.
 fn variant_key(primary: &[u8], secondary: &[u8]) -> Vec<u8> {
     // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
@@ -144,10 +152,7 @@ where
             Lookup::Found(entry) => Some(entry),
             Lookup::Absent => None,
             Lookup::Pending => {
-                let key = match full {
-                    Some(v) => CacheKey::from(Key::from(v)),
-                    None => CacheKey::from(key),
-                };
+                let key = owned_key(full, key);
                 let get = core.store.get(key.clone());
                 let ctx = Ctx::new(
                     self.inner.clone(),
@@ -160,24 +165,13 @@ where
                 return ResponseFuture::miss(MissFuture::looking(get, ctx));
             }
         };
-        let found = found.filter(|e| bucket.is_none_or(|b| core.variant_current(b, e)));
-        let now = core.clock.ticks();
-        let (age, early) = match &found {
-            Some(e) => {
-                let age = e.age(now, core.settings.tti);
-                (age, age == Age::Fresh && core.refresh_early(e, now))
-            }
-            None => (Age::Dead, false),
-        };
+        let (found, age, early) = core.judge(found, bucket);
         if age == Age::Fresh && !early {
             if let Some(entry) = found {
                 return ResponseFuture::hit(core, entry);
             }
         }
-        let key = match full {
-            Some(v) => CacheKey::from(Key::from(v)),
-            None => CacheKey::from(key),
-        };
+        let key = owned_key(full, key);
         let ctx = Ctx::new(
             self.inner.clone(),
             req,
