@@ -126,24 +126,23 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         }
     }
 
-    /// Drops a variant entry of an older generation, and judges the rest:
-    /// its age now, and whether early refresh says to refresh it now. The
-    /// clock is read only when there is an entry.
+    /// Judges a looked-up entry: its age now, and whether early refresh says
+    /// to refresh it now; `None` when there is no usable entry (none, or a
+    /// variant of an older generation). The clock is read only when there
+    /// is an entry.
     #[inline]
     pub(crate) fn judge(
         &self,
-        found: Option<Entry<T>>,
+        found: &Option<Entry<T>>,
         bucket: Option<usize>,
-    ) -> (Option<Entry<T>>, Age, bool) {
-        let found = found.filter(|e| bucket.is_none_or(|b| self.variant_current(b, e)));
-        match &found {
-            Some(e) => {
+    ) -> Option<(Age, bool)> {
+        match found {
+            Some(e) if bucket.is_none_or(|b| self.variant_current(b, e)) => {
                 let now = self.clock.ticks();
                 let age = e.age(now, self.settings.tti);
-                let early = age == Age::Fresh && self.refresh_early(e, now);
-                (found, age, early)
+                Some((age, age == Age::Fresh && self.refresh_early(e, now)))
             }
-            None => (None, Age::Dead, false),
+            _ => None,
         }
     }
 

@@ -292,7 +292,10 @@ where
             let Some(ctx) = self.as_mut().project().ctx.take() else {
                 return Poll::Pending;
             };
-            let (found, age, early) = ctx.core.judge(found, ctx.bucket);
+            let (found, age, early) = match ctx.core.judge(&found, ctx.bucket) {
+                Some((age, early)) => (found, age, early),
+                None => (None, Age::Dead, false),
+            };
             self.set(Self::dispatch(ctx, found, age, early));
         }
         let mut this = self.project();

@@ -165,7 +165,10 @@ where
                 return ResponseFuture::miss(MissFuture::looking(get, ctx));
             }
         };
-        let (found, age, early) = core.judge(found, bucket);
+        let (found, age, early) = match core.judge(&found, bucket) {
+            Some((age, early)) => (found, age, early),
+            None => (None, Age::Dead, false),
+        };
         if age == Age::Fresh && !early {
             if let Some(entry) = found {
                 return ResponseFuture::hit(core, entry);
