@@ -240,3 +240,44 @@ async fn different_keys_load_independently() {
     assert_eq!(up.calls(), 2);
     assert_ne!(a, b);
 }
+
+#[derive(Clone)]
+struct Panicking;
+
+impl tower::Service<String> for Panicking {
+    type Response = String;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, std::io::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: String) -> Self::Future {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("the upstream future panicked");
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_of_a_load_that_panics_get_an_error_not_a_hang() {
+    let svc = Cache::builder()
+        .key_fn(by_string as fn(&String) -> Option<Key<'_>>)
+        .build(Panicking)
+        .unwrap();
+    let leader = tokio::spawn(svc.clone().oneshot("k".to_string()));
+    settle().await;
+    let waiters: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot("k".to_string())))
+        .collect();
+    assert!(leader.await.unwrap_err().is_panic());
+    for w in waiters {
+        assert!(matches!(w.await.unwrap(), Err(CacheError::LoadPanicked)));
+    }
+}

@@ -236,3 +236,23 @@ async fn the_policy_hook_varies_keys_sets_freshness_and_revalidates_stale_entrie
     get("/a|fr").await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_read_is_bounded_by_the_request_deadline() {
+    use tower_fleet::cache::CacheError;
+    use tower_fleet::signal::Envelope;
+    let remote = Remote {
+        inner: MemoryStore::new(100).unwrap(),
+        gets: Arc::new(AtomicUsize::new(0)),
+    };
+    let svc = Cache::builder()
+        .store(remote)
+        .key(|r: &Envelope<String>| Some(Key::from(r.payload.as_str())))
+        .build(Upstream::new(Duration::ZERO))
+        .unwrap();
+    let hurried = Envelope::new("k".to_string()).with_timeout(Duration::from_millis(5));
+    let err = svc.clone().oneshot(hurried).await.unwrap_err();
+    assert!(matches!(err, CacheError::DeadlineExceeded(_)), "{err:?}");
+    let patient = Envelope::new("k".to_string());
+    assert_eq!(svc.clone().oneshot(patient).await.unwrap(), "k#1");
+}

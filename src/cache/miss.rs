@@ -286,17 +286,19 @@ where
     type Output = Result<S::Response, CacheError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // An asynchronous lookup resolves into a whole new future.
+        // An asynchronous lookup resolves into a whole new future (while it
+        // is pending, the request's deadline bounds it like any wait).
         if let StateProj::Looking { get } = self.as_mut().project().state.project() {
-            let found = ready!(Pin::new(get).poll(cx));
-            let Some(ctx) = self.as_mut().project().ctx.take() else {
-                return Poll::Pending;
-            };
-            let (found, age, early) = match ctx.core.judge(&found, ctx.bucket) {
-                Some((age, early)) => (found, age, early),
-                None => (None, Age::Dead, false),
-            };
-            self.set(Self::dispatch(ctx, found, age, early));
+            if let Poll::Ready(found) = Pin::new(get).poll(cx) {
+                let Some(ctx) = self.as_mut().project().ctx.take() else {
+                    return Poll::Pending;
+                };
+                let (found, age, early) = match ctx.core.judge(&found, ctx.bucket) {
+                    Some((age, early)) => (found, age, early),
+                    None => (None, Age::Dead, false),
+                };
+                self.set(Self::dispatch(ctx, found, age, early));
+            }
         }
         let mut this = self.project();
         loop {
@@ -308,7 +310,8 @@ where
                         None => Poll::Pending,
                     };
                 }
-                StateProj::Looking { .. } | StateProj::Finished => return Poll::Pending,
+                StateProj::Finished => return Poll::Pending,
+                StateProj::Looking { .. } => {}
                 StateProj::Leading { driver } => {
                     if let Poll::Ready(shared) = driver.poll(cx) {
                         this.state.set(State::Finished);
