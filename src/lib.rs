@@ -34,6 +34,9 @@
 //! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
 //!   least request, round robin, random), with outlier ejection, health
 //!   checks and slow start.
+//! - [`cache`]: hits answered without touching the network or allocating,
+//!   one upstream call per key under a stampede, stale serving (while
+//!   revalidating, and when the backend fails), invalidation.
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
@@ -78,6 +81,7 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod cache;
 pub mod classify;
 pub mod clock;
 pub mod config;
@@ -111,6 +115,7 @@ pub struct ReadmeDoctests;
 
 pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
 pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
+pub use cache::{Cache, CacheConfig, CacheError, CacheHandle, CacheLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};

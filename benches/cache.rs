@@ -1,0 +1,359 @@
+//! Benchmarks of the cache layer, with their anchors in the same run.
+//!
+//! - `cache/hit/*`: one hit through the `Cache` service (`ready` + `call` +
+//!   `.await`) against a bare `get` on quick_cache and on moka, with and
+//!   without expiry, and against tower-resilience's cache.
+//! - `cache/stampede_cpu/*`: the process CPU time (`getrusage`) of 1,000
+//!   coalesced requests for one missing key, for a 50 ms and a 500 ms upstream:
+//!   waiters that sleep until woken cost the same whatever the latency.
+//! - hit ratio (printed, and written to `target/criterion/cache_hit_ratio.txt`):
+//!   the default store, an LRU and moka of 10,000 entries on a Zipf(1.0)
+//!   trace over 1,000,000 keys.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use futures_util::FutureExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_fleet::cache::{Cache, CacheKey, Entry, Freshness, Lookup, MemoryStore, Store};
+use tower_fleet::clock::Clock;
+use tower_fleet::key::Key;
+
+const ENTRIES: u64 = 10_000;
+
+/// Polls a future that must be ready at once (every hit here is).
+fn now<F: Future>(f: F) -> F::Output {
+    f.now_or_never().expect("a hit is ready on its first poll")
+}
+
+fn value(i: u64) -> Arc<str> {
+    Arc::from(format!("value of {i}"))
+}
+
+/// Keys in a scrambled order, so that each lookup touches another slot.
+fn keys() -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..4096).map(|_| rng.random_range(0..ENTRIES)).collect()
+}
+
+fn hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let keys = keys();
+    let mut g = c.benchmark_group("cache/hit");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+
+    // The anchor: a bare quick_cache get.
+    let qc = quick_cache::sync::Cache::<u64, Arc<str>>::new(ENTRIES as usize);
+    for i in 0..ENTRIES {
+        qc.insert(i, value(i));
+    }
+    g.bench_function(BenchmarkId::new("quick_cache_get", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(qc.get(&keys[i]))
+        })
+    });
+
+    // quick_cache with expiry kept beside the value, as the layer does.
+    let qct = quick_cache::sync::Cache::<u64, (Arc<str>, Instant)>::new(ENTRIES as usize);
+    let until = Instant::now() + Duration::from_secs(3600);
+    for i in 0..ENTRIES {
+        qct.insert(i, (value(i), until));
+    }
+    g.bench_function(BenchmarkId::new("quick_cache_get_ttl", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            let hit = qct
+                .get(&keys[i])
+                .filter(|(_, until)| Instant::now() < *until);
+            black_box(hit.map(|(v, _)| v))
+        })
+    });
+
+    // The default store alone: a lookup by the key's bytes, no age check.
+    let store = MemoryStore::<Arc<str>>::new(ENTRIES * 2).unwrap();
+    let at = tokio::time::Instant::now();
+    for i in 0..ENTRIES {
+        drop(store.insert(
+            CacheKey::from(Key::from(i)),
+            Entry::new(value(i), at, Freshness::ttl(Duration::from_secs(3600))),
+        ));
+    }
+    g.bench_function(BenchmarkId::new("memory_store_lookup", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            match store.lookup(&keys[i].to_le_bytes()) {
+                Lookup::Found(e) => black_box(Some(e)),
+                _ => black_box(None),
+            }
+        })
+    });
+
+    let moka = moka::sync::Cache::<u64, Arc<str>>::new(ENTRIES);
+    let moka_ttl = moka::sync::Cache::<u64, Arc<str>>::builder()
+        .max_capacity(ENTRIES)
+        .time_to_live(Duration::from_secs(3600))
+        .build();
+    for i in 0..ENTRIES {
+        moka.insert(i, value(i));
+        moka_ttl.insert(i, value(i));
+    }
+    moka.run_pending_tasks();
+    moka_ttl.run_pending_tasks();
+    g.bench_function(BenchmarkId::new("moka_get", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(moka.get(&keys[i]))
+        })
+    });
+    g.bench_function(BenchmarkId::new("moka_get_ttl", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(moka_ttl.get(&keys[i]))
+        })
+    });
+
+    // The Cache service over the default store, warmed with every key.
+    let backend = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(value(id)) });
+    let build = |clock: Clock| {
+        let mut svc = Cache::builder()
+            .max_entries(ENTRIES * 2)
+            .ttl(Duration::from_secs(3600))
+            .clock(clock)
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
+        for i in 0..ENTRIES {
+            rt.block_on(svc.ready().await_call(i));
+        }
+        svc
+    };
+    for (name, clock) in [
+        ("service", Clock::default()),
+        (
+            "service_coarse_clock",
+            Clock::coarse(Duration::from_millis(1)).unwrap(),
+        ),
+    ] {
+        let mut svc = build(clock);
+        g.bench_function(BenchmarkId::new(name, ENTRIES), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                let svc = now(svc.ready()).unwrap();
+                black_box(now(svc.call(keys[i])).unwrap())
+            })
+        });
+    }
+
+    let layer = tower_resilience_cache::CacheLayer::builder()
+        .max_size(ENTRIES as usize * 2)
+        .ttl(Duration::from_secs(3600))
+        .key_extractor(|id: &u64| *id)
+        .build()
+        .unwrap();
+    let mut resilience = layer.layer(backend);
+    for i in 0..ENTRIES {
+        rt.block_on(async {
+            resilience.ready().await.unwrap().call(i).await.unwrap();
+        });
+    }
+    g.bench_function(BenchmarkId::new("tower_resilience", ENTRIES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            let svc = now(resilience.ready()).unwrap();
+            black_box(now(svc.call(keys[i])).unwrap())
+        })
+    });
+    g.finish();
+}
+
+/// Awaits `ready` then `call`.
+trait ReadyCall<Req> {
+    type Out;
+    fn await_call(self, req: Req) -> impl Future<Output = Self::Out>;
+}
+
+impl<'a, S: Service<Req> + 'a, Req: 'a> ReadyCall<Req> for tower::util::Ready<'a, S, Req>
+where
+    S::Error: std::fmt::Debug,
+{
+    type Out = S::Response;
+    async fn await_call(self, req: Req) -> S::Response {
+        self.await.unwrap().call(req).await.unwrap()
+    }
+}
+
+/// User plus system CPU time of this process.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, (t.tv_usec() as u32) * 1000);
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+fn stampede_cpu(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cache/stampede_cpu");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_millis(10));
+    for latency_ms in [50u64, 500] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let latency = Duration::from_millis(latency_ms);
+        let backend = service_fn(move |id: u64| async move {
+            tokio::time::sleep(latency).await;
+            Ok::<_, std::io::Error>(value(id))
+        });
+        let svc = Cache::builder()
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
+        let mut next_key = 0u64;
+        g.bench_function(
+            BenchmarkId::new("waiters_1000", format!("{latency_ms}ms")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        next_key += 1;
+                        let key = next_key;
+                        let before = cpu_time();
+                        rt.block_on(async {
+                            let tasks: Vec<_> = (0..1000)
+                                .map(|_| tokio::spawn(svc.clone().oneshot(key)))
+                                .collect();
+                            for t in tasks {
+                                t.await.unwrap().unwrap();
+                            }
+                        });
+                        total += cpu_time() - before;
+                    }
+                    total
+                })
+            },
+        );
+        assert_eq!(
+            svc.handle().snapshot().coalesced,
+            svc.handle().snapshot().misses - svc.handle().snapshot().loads
+        );
+    }
+    g.finish();
+}
+
+/// A Zipf(1.0) sampler over `n` keys, by inverse CDF.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize) -> Zipf {
+        let mut cdf = Vec::with_capacity(n);
+        let mut sum = 0.0;
+        for i in 1..=n {
+            sum += 1.0 / i as f64;
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        Zipf { cdf }
+    }
+
+    fn sample(&self, rng: &mut StdRng) -> u64 {
+        let u: f64 = rng.random();
+        self.cdf.partition_point(|&c| c < u) as u64
+    }
+}
+
+fn hit_ratio() {
+    const KEYS: usize = 1_000_000;
+    const WARM: usize = 1_000_000;
+    const MEASURED: usize = 2_000_000;
+    let zipf = Zipf::new(KEYS);
+    let mut rng = StdRng::seed_from_u64(42);
+    let trace: Vec<u64> = (0..WARM + MEASURED)
+        .map(|_| zipf.sample(&mut rng))
+        .collect();
+    // The best a cache of 10,000 can do: always hold the 10,000 most popular.
+    let best = zipf.cdf[ENTRIES as usize - 1];
+
+    let store = MemoryStore::<u64>::new(ENTRIES).unwrap();
+    let at = tokio::time::Instant::now();
+    let fresh = Freshness::ttl(Duration::from_secs(3600));
+    let mut hits = 0usize;
+    for (n, &k) in trace.iter().enumerate() {
+        let bytes = k.to_le_bytes();
+        match store.lookup(&bytes) {
+            Lookup::Found(_) => hits += usize::from(n >= WARM),
+            _ => {
+                drop(store.insert(CacheKey::from(Key::from(k)), Entry::new(k, at, fresh)));
+            }
+        }
+    }
+    let ours = hits as f64 / MEASURED as f64;
+
+    let mut lru =
+        lru::LruCache::<u64, u64>::new(std::num::NonZeroUsize::new(ENTRIES as usize).unwrap());
+    let mut hits = 0usize;
+    for (n, &k) in trace.iter().enumerate() {
+        if lru.get(&k).is_some() {
+            hits += usize::from(n >= WARM);
+        } else {
+            lru.put(k, k);
+        }
+    }
+    let lru_ratio = hits as f64 / MEASURED as f64;
+
+    let moka = moka::sync::Cache::<u64, u64>::new(ENTRIES);
+    let mut hits = 0usize;
+    for (n, &k) in trace.iter().enumerate() {
+        if moka.get(&k).is_some() {
+            hits += usize::from(n >= WARM);
+        } else {
+            moka.insert(k, k);
+        }
+    }
+    let moka_ratio = hits as f64 / MEASURED as f64;
+
+    let report = format!(
+        "cache/hit_ratio/zipf1.0/1000000 (10000 entries, {MEASURED} requests after {WARM} warm-up)\n\
+         best possible (top 10,000 pinned): {best:.3}\n\
+         default store (quick_cache, S3-FIFO): {ours:.3}\n\
+         moka (W-TinyLFU): {moka_ratio:.3}\n\
+         LRU (lru crate): {lru_ratio:.3}\n\
+         default store - LRU: {:+.1} points\n",
+        (ours - lru_ratio) * 100.0
+    );
+    println!("{report}");
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let _ = std::fs::create_dir_all(format!("{dir}/criterion"));
+    let _ = std::fs::write(format!("{dir}/criterion/cache_hit_ratio.txt"), report);
+}
+
+fn hit_ratio_bench(_c: &mut Criterion) {
+    hit_ratio();
+}
+
+criterion_group!(benches, hit, stampede_cpu, hit_ratio_bench);
+criterion_main!(benches);

@@ -1,0 +1,234 @@
+//! Stored entries: a response (or a negatively cached error) with its times.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::SharedError;
+use crate::clock::Ticks;
+
+/// How long a stored response may be served.
+///
+/// Fresh for `ttl` after it was stored; then, for `stale_while_revalidate`,
+/// served stale at once while one background refresh runs; and for
+/// `stale_if_error`, served stale only when a fresh load fails. The default
+/// comes from [`CacheConfig`](super::CacheConfig); a
+/// [`Policy`](super::Policy) may set it per response (HTTP `max-age`,
+/// `stale-while-revalidate`, `stale-if-error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Freshness {
+    /// How long the response is fresh.
+    pub ttl: Duration,
+    /// How long after `ttl` it is served stale while one refresh runs.
+    pub stale_while_revalidate: Duration,
+    /// How long after `ttl` it is served stale when a load fails.
+    pub stale_if_error: Duration,
+}
+
+impl Freshness {
+    /// Fresh for `ttl`, never served stale.
+    pub fn ttl(ttl: Duration) -> Freshness {
+        Freshness {
+            ttl,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        }
+    }
+
+    /// How long after it was stored the entry can be served at all: the end
+    /// of the later stale window. A store may drop the entry after that.
+    pub fn lifetime(&self) -> Duration {
+        self.ttl
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+    }
+}
+
+/// One stored response, or one negatively cached error, with the times that
+/// decide how it is served. Cloning it clones the response (use `Bytes` or
+/// `Arc<_>`); its times are stored inline, so that judging a hit touches no
+/// memory beyond the store's slot and the response itself.
+///
+/// Stores keep entries opaque; the cache judges their age. A store that
+/// persists entries elsewhere (a remote tier) rebuilds them with
+/// [`Entry::new`] from the value and the times it saved.
+pub struct Entry<T> {
+    value: Result<T, SharedError>,
+    stored: Ticks,
+    fresh_until: Ticks,
+    swr_until: Ticks,
+    sie_until: Ticks,
+    /// How long the load that produced it took (the "delta" of early refresh).
+    load_nanos: u64,
+    /// With a secondary key: the variant generation the load started under.
+    variant_gen: Option<u64>,
+    /// The last read, for time-to-idle: shared by the clones of the entry,
+    /// and only allocated when time-to-idle is on.
+    last_access: Option<Arc<AtomicU64>>,
+}
+
+impl<T: Clone> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry {
+            value: self.value.clone(),
+            stored: self.stored,
+            fresh_until: self.fresh_until,
+            swr_until: self.swr_until,
+            sie_until: self.sie_until,
+            load_nanos: self.load_nanos,
+            variant_gen: self.variant_gen,
+            last_access: self.last_access.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Entry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("negative", &self.value.is_err())
+            .field("stored_at", &self.stored_at())
+            .field("fresh_until", &self.fresh_until())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an entry may be served now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Age {
+    Fresh,
+    /// In the stale-while-revalidate window.
+    Revalidate,
+    /// In the stale-if-error window (and past stale-while-revalidate).
+    IfError,
+    /// Past every window, or idle for longer than time-to-idle.
+    Dead,
+}
+
+impl<T> Entry<T> {
+    /// An entry for `value`, stored at `stored_at`, served as `freshness` says.
+    /// Its last read is tracked for time-to-idle from `stored_at`.
+    pub fn new(value: T, stored_at: Instant, freshness: Freshness) -> Entry<T> {
+        Entry::build(
+            Ok(value),
+            Ticks::from_instant(stored_at),
+            freshness,
+            Duration::ZERO,
+            None,
+            true,
+        )
+    }
+
+    pub(crate) fn build(
+        value: Result<T, SharedError>,
+        stored: Ticks,
+        freshness: Freshness,
+        load_time: Duration,
+        variant_gen: Option<u64>,
+        track_access: bool,
+    ) -> Entry<T> {
+        let fresh_until = stored.plus(freshness.ttl);
+        Entry {
+            value,
+            stored,
+            fresh_until,
+            swr_until: fresh_until.plus(freshness.stale_while_revalidate),
+            sie_until: fresh_until.plus(freshness.stale_if_error),
+            load_nanos: u64::try_from(load_time.as_nanos()).unwrap_or(u64::MAX),
+            variant_gen,
+            last_access: track_access.then(|| Arc::new(AtomicU64::new(stored.0))),
+        }
+    }
+
+    /// The stored response, or the negatively cached error.
+    pub fn value(&self) -> Result<&T, &SharedError> {
+        self.value.as_ref()
+    }
+
+    /// Whether this entry holds a negatively cached error.
+    pub fn is_negative(&self) -> bool {
+        self.value.is_err()
+    }
+
+    /// When the entry was stored.
+    pub fn stored_at(&self) -> Instant {
+        self.stored.to_instant()
+    }
+
+    /// Until when the entry is fresh.
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until.to_instant()
+    }
+
+    /// After this instant the entry is never served: a store may drop it.
+    pub fn expires_at(&self) -> Instant {
+        self.swr_until.max(self.sie_until).to_instant()
+    }
+
+    /// The freshness the entry was stored with.
+    pub fn freshness(&self) -> Freshness {
+        let i = self;
+        Freshness {
+            ttl: i.fresh_until.since(i.stored),
+            stale_while_revalidate: i.swr_until.since(i.fresh_until),
+            stale_if_error: i.sie_until.since(i.fresh_until),
+        }
+    }
+
+    pub(crate) fn variant_gen(&self) -> Option<u64> {
+        self.variant_gen
+    }
+
+    pub(crate) fn load_time(&self) -> Duration {
+        Duration::from_nanos(self.load_nanos)
+    }
+
+    pub(crate) fn fresh_until_ticks(&self) -> Ticks {
+        self.fresh_until
+    }
+
+    /// How the entry may be served at `now`, and records the access for
+    /// time-to-idle.
+    #[inline]
+    pub(crate) fn age(&self, now: Ticks, tti: Option<Duration>) -> Age {
+        let i = self;
+        if let Some(tti) = tti {
+            // An entry stored before time-to-idle was on is idle since it was stored.
+            let last = i
+                .last_access
+                .as_ref()
+                .map_or(i.stored, |a| Ticks(a.load(Ordering::Relaxed)));
+            if now.since(last) > tti {
+                return Age::Dead;
+            }
+            // Write the access time only once in a while, so hot entries do
+            // not bounce their cache line between cores on every hit.
+            if let Some(a) = &i.last_access {
+                if now.since(last) > tti / 32 {
+                    a.store(now.0, Ordering::Relaxed);
+                }
+            }
+        }
+        if now < i.fresh_until {
+            Age::Fresh
+        } else if now < i.swr_until {
+            Age::Revalidate
+        } else if now < i.sie_until {
+            Age::IfError
+        } else {
+            Age::Dead
+        }
+    }
+
+    /// Whether a load that failed at `now` may still answer with this entry.
+    pub(crate) fn serves_if_error(&self, now: Ticks) -> bool {
+        self.value.is_ok() && now < self.sie_until
+    }
+
+    /// The stored response (or error), out of the entry.
+    #[inline]
+    pub(crate) fn into_answer(self) -> Result<T, SharedError> {
+        self.value
+    }
+}

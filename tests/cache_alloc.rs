@@ -1,0 +1,71 @@
+//! A hit allocates nothing: `Res = Bytes` or `Arc<_>`, with a borrowed or an
+//! integer key, through `ready` + `call` + `.await`.
+//!
+//! Its own test binary, because it installs a counting global allocator; and
+//! one test function, because the count is process-wide and tests of one
+//! binary run in parallel.
+
+use std::alloc::System;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tower::{service_fn, Service, ServiceExt};
+use tower_fleet::cache::Cache;
+use tower_fleet::key::Key;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations (and reallocations) made by `hits` hits after a warm-up.
+async fn allocations_of_hits<S, Req>(svc: &mut S, req: impl Fn() -> Req, hits: usize) -> usize
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..100 {
+        svc.ready().await.unwrap().call(req()).await.unwrap();
+    }
+    let region = Region::new(GLOBAL);
+    for _ in 0..hits {
+        svc.ready().await.unwrap().call(req()).await.unwrap();
+    }
+    let change = region.change();
+    change.allocations + change.reallocations
+}
+
+#[test]
+fn hits_allocate_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A key borrowed from the request, a `Bytes` response.
+        let backend = service_fn(|req: &'static str| async move {
+            Ok::<_, std::io::Error>(Bytes::from(req.repeat(8)))
+        });
+        let mut cache = Cache::builder()
+            .key(|req: &&'static str| Some(Key::from(*req)))
+            .build(backend)
+            .unwrap();
+        assert_eq!(allocations_of_hits(&mut cache, || "user:42", 1000).await, 0);
+        assert_eq!(cache.handle().snapshot().loads, 1);
+
+        // An integer key, an `Arc` response.
+        let backend = service_fn(|id: u64| async move {
+            Ok::<_, std::io::Error>(Arc::<str>::from(format!("user {id}")))
+        });
+        let mut cache = Cache::builder()
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
+        assert_eq!(allocations_of_hits(&mut cache, || 42u64, 1000).await, 0);
+        assert_eq!(cache.handle().snapshot().hits, 1099);
+
+        // The counter does count: a miss allocates (its key, its flight, its load).
+        let region = Region::new(GLOBAL);
+        cache.ready().await.unwrap().call(7).await.unwrap();
+        assert!(region.change().allocations > 0);
+    });
+}
