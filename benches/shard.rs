@@ -1,1 +1,3 @@
+//! Shard benches (placeholder until the shard issue adds them).
+
 fn main() {}

@@ -77,6 +77,7 @@ impl Ticks {
 
     /// These ticks moved forward by `d` (saturating).
     #[must_use]
+    #[allow(clippy::should_implement_trait)] // saturating, unlike what `+` would suggest
     pub fn add(self, d: Duration) -> Ticks {
         let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Ticks(self.0.saturating_add(n))

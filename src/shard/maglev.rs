@@ -219,7 +219,7 @@ mod tests {
     fn every_shard_gets_its_weighted_share_of_slots() {
         let shards: Vec<_> = (0..10).map(|i| ShardSpec::new(format!("s{i}")).weight(1 + (i % 2))).collect();
         let t = Maglev::build(65_537, KeyHasher::default(), &shards).unwrap();
-        let mut counts = vec![0usize; 10];
+        let mut counts = [0usize; 10];
         for &s in t.table.iter() {
             counts[usize::from(s)] += 1;
         }
