@@ -115,6 +115,12 @@ pub(crate) mod duration {
     pub(crate) use humantime_serde::{deserialize, serialize};
 }
 
+/// `#[serde(default, with = "crate::config::opt_duration")]` for
+/// `Option<Duration>` fields: absent or a human string (`"250ms"`).
+pub(crate) mod opt_duration {
+    pub(crate) use humantime_serde::option::{deserialize, serialize};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
