@@ -202,7 +202,9 @@ impl EndOfStream {
 
 impl fmt::Debug for EndOfStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EndOfStream").field("outcome", &self.outcome()).finish()
+        f.debug_struct("EndOfStream")
+            .field("outcome", &self.outcome())
+            .finish()
     }
 }
 
@@ -295,7 +297,10 @@ mod tests {
             Ok("watch") => Classification::LongLived(Outcome::Success),
             _ => Classification::Now(Outcome::Failure),
         };
-        assert!(matches!(c.classify(&Ok("stream")), Classification::AtEnd(_)));
+        assert!(matches!(
+            c.classify(&Ok("stream")),
+            Classification::AtEnd(_)
+        ));
         assert_eq!(c.classify(&Ok("watch")).now(), Some(Outcome::Success));
         assert_eq!(c.classify(&Err(())).now(), Some(Outcome::Failure));
     }

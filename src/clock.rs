@@ -57,7 +57,11 @@ impl Ticks {
     pub fn from_instant(at: Instant) -> Ticks {
         let at = at.into_std();
         let e = epoch();
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).min(BIAS - 1);
+        let nanos = |d: Duration| {
+            u64::try_from(d.as_nanos())
+                .unwrap_or(u64::MAX)
+                .min(BIAS - 1)
+        };
         if at >= e {
             Ticks(BIAS + nanos(at - e))
         } else {
@@ -71,7 +75,8 @@ impl Ticks {
         if self.0 >= BIAS {
             e + Duration::from_nanos(self.0 - BIAS)
         } else {
-            e.checked_sub(Duration::from_nanos(BIAS - self.0)).unwrap_or(e)
+            e.checked_sub(Duration::from_nanos(BIAS - self.0))
+                .unwrap_or(e)
         }
     }
 
@@ -139,7 +144,8 @@ impl Clock {
     ///
     /// Fails with [`NoRuntime`] when called outside a tokio runtime.
     pub fn coarse(resolution: Duration) -> Result<Clock, NoRuntime> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("Clock::coarse"))?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("Clock::coarse"))?;
         let cell = Arc::new(Cell {
             now: AtomicU64::new(Ticks::from_instant(Instant::now()).0),
         });
@@ -151,7 +157,9 @@ impl Clock {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(cell) => cell.now.store(Ticks::from_instant(Instant::now()).0, Ordering::Relaxed),
+                    Some(cell) => cell
+                        .now
+                        .store(Ticks::from_instant(Instant::now()).0, Ordering::Relaxed),
                     None => break,
                 }
             }
@@ -214,7 +222,9 @@ impl ManualClock {
         let _ = self
             .cell
             .now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_add(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(n))
+            });
     }
 
     /// The manual time now.

@@ -87,7 +87,11 @@ pub trait Validate {
 /// Refuses a zero duration for `field`.
 pub(crate) fn non_zero_duration(field: &str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
-        return Err(ConfigError::new(field, fmt_duration(value), "must be greater than zero"));
+        return Err(ConfigError::new(
+            field,
+            fmt_duration(value),
+            "must be greater than zero",
+        ));
     }
     Ok(())
 }
@@ -127,7 +131,9 @@ mod tests {
 
     #[test]
     fn nested_paths_read_like_the_document() {
-        let e = ConfigError::new("[0]", "\"\"", "empty").within("replicas").within("shards[2]");
+        let e = ConfigError::new("[0]", "\"\"", "empty")
+            .within("replicas")
+            .within("shards[2]");
         assert_eq!(e.field(), "shards[2].replicas[0]");
         let e = ConfigError::new("table_size", 4, "not prime").within("shard");
         assert_eq!(e.field(), "shard.table_size");

@@ -164,13 +164,17 @@ impl From<String> for Key<'static> {
 
 impl From<Vec<u8>> for Key<'static> {
     fn from(v: Vec<u8>) -> Self {
-        Key { repr: Repr::Owned(v) }
+        Key {
+            repr: Repr::Owned(v),
+        }
     }
 }
 
 impl From<Bytes> for Key<'static> {
     fn from(b: Bytes) -> Self {
-        Key { repr: Repr::Shared(b) }
+        Key {
+            repr: Repr::Shared(b),
+        }
     }
 }
 
@@ -470,7 +474,9 @@ mod tests {
         let s: HashSecret = "00112233445566778899aabbccddeeff".parse().unwrap();
         assert_eq!(format!("{s:?}"), "HashSecret(<redacted>)");
         assert!("0011".parse::<HashSecret>().is_err());
-        assert!("zz112233445566778899aabbccddeeff".parse::<HashSecret>().is_err());
+        assert!("zz112233445566778899aabbccddeeff"
+            .parse::<HashSecret>()
+            .is_err());
         let cfg = HasherConfig {
             algorithm: HashAlgorithm::Siphash13,
             secret: Some(s),
@@ -488,7 +494,8 @@ mod tests {
         let err = cfg.validate().unwrap_err();
         assert_eq!(err.field(), "secret");
         let cfg: HasherConfig =
-            toml::from_str("algorithm = \"siphash13\"\nsecret_env = \"TOWER_FLEET_SURELY_UNSET\"").unwrap();
+            toml::from_str("algorithm = \"siphash13\"\nsecret_env = \"TOWER_FLEET_SURELY_UNSET\"")
+                .unwrap();
         assert_eq!(cfg.validate().unwrap_err().field(), "secret_env");
         assert!(toml::from_str::<HasherConfig>("algoritm = \"xxh3\"").is_err());
     }

@@ -106,7 +106,10 @@ pub fn health() -> (HealthPublisher, HealthSignal) {
     let cell = Arc::new(HealthCell {
         until: AtomicU64::new(AVAILABLE),
     });
-    (HealthPublisher { cell: cell.clone() }, HealthSignal { cell })
+    (
+        HealthPublisher { cell: cell.clone() },
+        HealthSignal { cell },
+    )
 }
 
 impl HealthSignal {
@@ -175,13 +178,17 @@ impl HealthPublisher {
 
 impl fmt::Debug for HealthSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HealthSignal").field(&self.cell.until.load(Ordering::Relaxed)).finish()
+        f.debug_tuple("HealthSignal")
+            .field(&self.cell.until.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
 impl fmt::Debug for HealthPublisher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HealthPublisher").field(&self.cell.until.load(Ordering::Relaxed)).finish()
+        f.debug_tuple("HealthPublisher")
+            .field(&self.cell.until.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
@@ -512,7 +519,10 @@ impl AttemptMark {
 
     /// Whether an attempt of this request used `endpoint`.
     pub fn was_tried(&self, endpoint: EndpointId) -> bool {
-        self.tried.lock().unwrap_or_else(|p| p.into_inner()).contains(&endpoint)
+        self.tried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&endpoint)
     }
 
     /// The endpoints used so far, in order.
@@ -586,8 +596,23 @@ macro_rules! carries_nothing {
 }
 
 carries_nothing!(
-    (), bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize,
-    String, bytes::Bytes,
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    String,
+    bytes::Bytes,
 );
 
 carries_nothing!(&str, &[u8]);
@@ -713,7 +738,9 @@ where
 
 /// The earlier of an optional deadline and `bound` from `now`.
 pub fn wait_until(now: Instant, bound: Duration, deadline: Option<Instant>) -> Instant {
-    let by_bound = now.checked_add(bound).unwrap_or(now + Duration::from_secs(86_400 * 365));
+    let by_bound = now
+        .checked_add(bound)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365));
     match deadline {
         Some(d) if d < by_bound => d,
         _ => by_bound,
@@ -731,8 +758,14 @@ mod tests {
         assert_eq!(signal.health(&clock), Health::Available);
         let until = Instant::now() + Duration::from_secs(10);
         publisher.set_unavailable_until(until);
-        assert_eq!(signal.health(&clock), Health::Unavailable { until: Some(until) });
-        assert_eq!(signal.retry_after(Instant::now()), Some(Duration::from_secs(10)));
+        assert_eq!(
+            signal.health(&clock),
+            Health::Unavailable { until: Some(until) }
+        );
+        assert_eq!(
+            signal.retry_after(Instant::now()),
+            Some(Duration::from_secs(10))
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(signal.is_available(&clock));
         publisher.set_unavailable();
@@ -748,12 +781,16 @@ mod tests {
 
     #[test]
     fn unavailable_is_found_through_wrapping() {
-        let u = Unavailable::new(UnavailableKind::CircuitOpen).with_retry_after(Some(Duration::from_secs(3)));
+        let u = Unavailable::new(UnavailableKind::CircuitOpen)
+            .with_retry_after(Some(Duration::from_secs(3)));
         let boxed: BoxError = Box::new(Outer(u.clone()));
         assert_eq!(boxed.unavailable(), Some(&u));
         let io = std::io::Error::other(Outer(u.clone()));
         assert_eq!(io.unavailable(), Some(&u));
-        assert_eq!(u.to_string(), "unavailable: circuit breaker open (retry after 3s)");
+        assert_eq!(
+            u.to_string(),
+            "unavailable: circuit breaker open (retry after 3s)"
+        );
         let plain: BoxError = "nope".into();
         assert_eq!(plain.unavailable(), None);
         let late: BoxError = Box::new(DeadlineExceeded);
@@ -764,14 +801,16 @@ mod tests {
     #[test]
     fn retry_after_hints_come_from_errors_or_closures() {
         let after = Some(Duration::from_millis(750));
-        let open: Result<u8, BoxError> =
-            Err(Box::new(Outer(Unavailable::new(UnavailableKind::CircuitOpen).with_retry_after(after))));
+        let open: Result<u8, BoxError> = Err(Box::new(Outer(
+            Unavailable::new(UnavailableKind::CircuitOpen).with_retry_after(after),
+        )));
         assert_eq!(ErrorRetryAfter.retry_after(&open), after);
         assert_eq!(NoRetryAfter.retry_after(&open), None);
         let plain: Result<u8, BoxError> = Err("boom".into());
         assert_eq!(ErrorRetryAfter.retry_after(&plain), None);
         assert_eq!(ErrorRetryAfter.retry_after(&Ok::<u8, BoxError>(1)), None);
-        let by_value = |r: &Result<u8, BoxError>| r.as_ref().ok().map(|v| Duration::from_secs(u64::from(*v)));
+        let by_value =
+            |r: &Result<u8, BoxError>| r.as_ref().ok().map(|v| Duration::from_secs(u64::from(*v)));
         assert_eq!(by_value.retry_after(&Ok(3)), Some(Duration::from_secs(3)));
     }
 
@@ -783,7 +822,10 @@ mod tests {
         assert!(!vec![1u8].can_carry_attempt());
         struct Custom;
         impl Carrier for Custom {}
-        assert!(Custom.can_carry_attempt(), "the default must never skip a mark a custom type keeps");
+        assert!(
+            Custom.can_carry_attempt(),
+            "the default must never skip a mark a custom type keeps"
+        );
     }
 
     #[test]
@@ -818,7 +860,13 @@ mod tests {
         let now = Instant::now();
         let d = now + Duration::from_millis(100);
         assert_eq!(wait_until(now, Duration::from_secs(1), Some(d)), d);
-        assert_eq!(wait_until(now, Duration::from_millis(10), Some(d)), now + Duration::from_millis(10));
-        assert_eq!(wait_until(now, Duration::from_millis(10), None), now + Duration::from_millis(10));
+        assert_eq!(
+            wait_until(now, Duration::from_millis(10), Some(d)),
+            now + Duration::from_millis(10)
+        );
+        assert_eq!(
+            wait_until(now, Duration::from_millis(10), None),
+            now + Duration::from_millis(10)
+        );
     }
 }

@@ -74,9 +74,15 @@ impl PlacementConfig {
     }
 
     /// Builds the table for `shards`.
-    pub fn build(&self, hasher: KeyHasher, shards: &[ShardSpec]) -> Result<PlacementTable, PlacementError> {
+    pub fn build(
+        &self,
+        hasher: KeyHasher,
+        shards: &[ShardSpec],
+    ) -> Result<PlacementTable, PlacementError> {
         match *self {
-            PlacementConfig::Maglev { table_size } => Maglev::build(table_size, hasher, shards).map(PlacementTable::Maglev),
+            PlacementConfig::Maglev { table_size } => {
+                Maglev::build(table_size, hasher, shards).map(PlacementTable::Maglev)
+            }
             PlacementConfig::Ring { points_per_weight } => {
                 HashRing::build(points_per_weight, hasher, shards).map(PlacementTable::Ring)
             }
@@ -88,7 +94,9 @@ impl Validate for PlacementConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         match *self {
             PlacementConfig::Maglev { table_size } => check_table_size(table_size),
-            PlacementConfig::Ring { points_per_weight } => check_points_per_weight(points_per_weight),
+            PlacementConfig::Ring { points_per_weight } => {
+                check_points_per_weight(points_per_weight)
+            }
         }
     }
 }
@@ -140,10 +148,16 @@ impl Default for ShardConfig {
 
 impl Validate for ShardConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.placement.validate().map_err(|e| e.within("placement"))?;
+        self.placement
+            .validate()
+            .map_err(|e| e.within("placement"))?;
         self.hasher.validate().map_err(|e| e.within("hasher"))?;
         if self.hops > MAX_HOPS {
-            return Err(ConfigError::new("hops", self.hops, format!("must be at most {MAX_HOPS}")));
+            return Err(ConfigError::new(
+                "hops",
+                self.hops,
+                format!("must be at most {MAX_HOPS}"),
+            ));
         }
         non_zero_duration("ready_timeout", self.ready_timeout)
     }
@@ -175,13 +189,21 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(toml::from_str::<ShardConfig>("hop = 1").is_err());
-        assert!(toml::from_str::<ShardConfig>("[placement]\nalgorithm = \"maglev\"\npoints_per_weight = 3").is_err());
+        assert!(toml::from_str::<ShardConfig>(
+            "[placement]\nalgorithm = \"maglev\"\npoints_per_weight = 3"
+        )
+        .is_err());
         assert!(toml::from_str::<ShardConfig>("[placement]\nalgorithm = \"chord\"").is_err());
     }
 
     #[test]
     fn each_bad_field_is_named() {
-        let bad = |text: &str| toml::from_str::<ShardConfig>(text).unwrap().validate().unwrap_err();
+        let bad = |text: &str| {
+            toml::from_str::<ShardConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
         let e = bad("[placement]\nalgorithm = \"maglev\"\ntable_size = 65536");
         assert_eq!((e.field(), e.value()), ("placement.table_size", "65536"));
         let e = bad("[placement]\nalgorithm = \"maglev\"\ntable_size = 5000017");
@@ -190,6 +212,9 @@ mod tests {
         assert_eq!(e.field(), "placement.points_per_weight");
         assert_eq!(bad("hops = 33").field(), "hops");
         assert_eq!(bad("ready_timeout = \"0s\"").field(), "ready_timeout");
-        assert_eq!(bad("[hasher]\nalgorithm = \"siphash13\"").field(), "hasher.secret");
+        assert_eq!(
+            bad("[hasher]\nalgorithm = \"siphash13\"").field(),
+            "hasher.secret"
+        );
     }
 }

@@ -24,9 +24,13 @@ where
     D::Error: Into<BoxError>,
     S: Clone + Send + Sync + 'static,
 {
-    let rt = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("shard discovery"))?;
+    let rt =
+        tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new("shard discovery"))?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    core.workers.lock().unwrap_or_else(|p| p.into_inner()).push(stop_tx);
+    core.workers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(stop_tx);
     let weak = Arc::downgrade(core);
     rt.spawn(async move {
         let mut discover = pin!(discover);

@@ -1,7 +1,9 @@
 //! Errors of placement and of the shard service.
 
 use crate::config::ConfigError;
-use crate::signal::{find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable};
+use crate::signal::{
+    find_deadline_exceeded, find_unavailable, DeadlineExceeded, ErrorSignals, Unavailable,
+};
 use crate::BoxError;
 
 use super::placement::{ShardId, MAX_SHARDS};

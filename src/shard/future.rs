@@ -14,7 +14,9 @@ use tower_service::Service;
 use super::error::ShardError;
 use super::placement::Placement;
 use super::service::{Core, SlotInfo, Snapshot};
-use crate::signal::{find_unavailable, wait_until, Carrier, DeadlineExceeded, Replay, Unavailable, UnavailableKind};
+use crate::signal::{
+    find_unavailable, wait_until, Carrier, DeadlineExceeded, Replay, Unavailable, UnavailableKind,
+};
 use crate::BoxError;
 
 pin_project! {
@@ -187,7 +189,8 @@ where
                     return Poll::Ready(Err(err.take().unwrap_or(ShardError::NoShards)));
                 }
                 StateProj::Waiting => {
-                    let (Some(svc), Some(info), Some(core)) = (this.svc.as_mut(), this.info.as_ref(), this.core.as_ref())
+                    let (Some(svc), Some(info), Some(core)) =
+                        (this.svc.as_mut(), this.info.as_ref(), this.core.as_ref())
                     else {
                         return Poll::Ready(Err(ShardError::NoShards));
                     };
@@ -234,10 +237,14 @@ where
                             } else {
                                 info.stats.not_ready_timeouts.inc();
                                 tracing::debug!(shard = %info.id, "shard not ready within ready_timeout");
-                                let retry_after = info.health.as_ref().and_then(|h| h.retry_after(Instant::now()));
+                                let retry_after = info
+                                    .health
+                                    .as_ref()
+                                    .and_then(|h| h.retry_after(Instant::now()));
                                 ShardError::Unavailable {
                                     shard: info.id.clone(),
-                                    signal: Unavailable::new(UnavailableKind::NotReady).with_retry_after(retry_after),
+                                    signal: Unavailable::new(UnavailableKind::NotReady)
+                                        .with_retry_after(retry_after),
                                 }
                             };
                             this.sleep.set(None);
@@ -266,7 +273,13 @@ where
                         _ => None,
                     };
                     if let Some(spare) = spare {
-                        if move_on(this.failover, core, this.svc, this.info, Some((spare, this.req))) {
+                        if move_on(
+                            this.failover,
+                            core,
+                            this.svc,
+                            this.info,
+                            Some((spare, this.req)),
+                        ) {
                             this.state.set(State::Waiting);
                             continue;
                         }

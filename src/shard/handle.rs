@@ -100,7 +100,9 @@ impl<S: Clone> ShardHandle<S> {
     pub fn insert(&self, member: Member<S>) -> Result<(), PlacementError> {
         self.core.change(|members| {
             let old = members.get(&member.spec.id);
-            let entry = self.core.entry(old, member.spec, member.service, member.health)?;
+            let entry = self
+                .core
+                .entry(old, member.spec, member.service, member.health)?;
             members.insert(entry.spec.id.clone(), entry);
             Ok(())
         })
@@ -122,7 +124,9 @@ impl<S: Clone> ShardHandle<S> {
         let mut found = false;
         self.core.change(|members| {
             if weight == 0 {
-                return Err(PlacementError::ZeroWeight { id: ShardId::new(id) });
+                return Err(PlacementError::ZeroWeight {
+                    id: ShardId::new(id),
+                });
             }
             if let Some(e) = members.get_mut(id) {
                 e.spec.weight = weight;
@@ -134,14 +138,19 @@ impl<S: Clone> ShardHandle<S> {
     }
 
     /// Replaces the whole membership at once (one table build).
-    pub fn set_members(&self, new: impl IntoIterator<Item = Member<S>>) -> Result<(), PlacementError> {
+    pub fn set_members(
+        &self,
+        new: impl IntoIterator<Item = Member<S>>,
+    ) -> Result<(), PlacementError> {
         self.core.change(|members| {
             let old = std::mem::take(members);
             for m in new {
                 if members.contains_key(&m.spec.id) {
                     return Err(PlacementError::DuplicateId { id: m.spec.id });
                 }
-                let entry = self.core.entry(old.get(&m.spec.id), m.spec, m.service, m.health)?;
+                let entry = self
+                    .core
+                    .entry(old.get(&m.spec.id), m.spec, m.service, m.health)?;
                 members.insert(entry.spec.id.clone(), entry);
             }
             Ok(())
@@ -152,8 +161,15 @@ impl<S: Clone> ShardHandle<S> {
 impl<S> ShardHandle<S> {
     /// The current members, sorted by id.
     pub fn members(&self) -> Vec<ShardSpec> {
-        let members = self.core.membership.lock().unwrap_or_else(|p| p.into_inner());
-        members.values().map(|e: &Entry<S>| e.spec.clone()).collect()
+        let members = self
+            .core
+            .membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        members
+            .values()
+            .map(|e: &Entry<S>| e.spec.clone())
+            .collect()
     }
 
     /// The shard that owns `key` under the current membership, or `None` when

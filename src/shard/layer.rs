@@ -195,7 +195,10 @@ impl<S, K, R> ShardBuilder<S, K, R> {
     /// How to find the health signal of a shard's service, for shards added
     /// without one (by discovery, say).
     #[must_use]
-    pub fn health_from(self, f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static) -> Self {
+    pub fn health_from(
+        self,
+        f: impl Fn(&S) -> Option<HealthSignal> + Send + Sync + 'static,
+    ) -> Self {
         self.health_from_arc(Arc::new(f))
     }
 
@@ -244,7 +247,11 @@ impl<S, K, R> ShardBuilder<S, K, R> {
         self.config.validate().map_err(PlacementError::from)?;
         let hasher = match self.hasher {
             Some(h) => h,
-            None => self.config.hasher.build().map_err(|e| PlacementError::from(e.within("hasher")))?,
+            None => self
+                .config
+                .hasher
+                .build()
+                .map_err(|e| PlacementError::from(e.within("hasher")))?,
         };
         if self.members.is_empty() && self.discover.is_none() {
             return Err(PlacementError::Empty.into());
@@ -264,7 +271,12 @@ impl<S, K, R> ShardBuilder<S, K, R> {
     }
 }
 
-fn new_core<S>(config: &ShardConfig, hasher: KeyHasher, clock: Clock, health_of: Option<HealthOf<S>>) -> Core<S> {
+fn new_core<S>(
+    config: &ShardConfig,
+    hasher: KeyHasher,
+    clock: Clock,
+    health_of: Option<HealthOf<S>>,
+) -> Core<S> {
     Core {
         snapshot: ArcSwap::from_pointee(Snapshot::empty(None)),
         placement: config.placement.clone(),
@@ -320,7 +332,9 @@ impl<K, R: Clone> Clone for ShardLayer<K, R> {
 
 impl<K, R> fmt::Debug for ShardLayer<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ShardLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,7 +393,10 @@ impl<K, R> ShardLayer<K, R> {
     }
 
     /// A shard over `members`, or the reason they cannot be placed.
-    pub fn try_layer<S: Clone>(&self, members: Vec<Member<S>>) -> Result<Shard<S, K, R>, PlacementError>
+    pub fn try_layer<S: Clone>(
+        &self,
+        members: Vec<Member<S>>,
+    ) -> Result<Shard<S, K, R>, PlacementError>
     where
         R: Clone,
     {
@@ -395,7 +412,12 @@ impl<K, R> ShardLayer<K, R> {
     where
         R: Clone,
     {
-        let core = Arc::new(new_core(&self.config, self.hasher.clone(), self.clock.clone(), None));
+        let core = Arc::new(new_core(
+            &self.config,
+            self.hasher.clone(),
+            self.clock.clone(),
+            None,
+        ));
         let result = if members.is_empty() {
             Err(PlacementError::Empty)
         } else {

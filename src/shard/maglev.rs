@@ -77,7 +77,11 @@ pub(crate) fn check_table_size(table_size: u32) -> Result<(), ConfigError> {
         ));
     }
     if !is_prime(table_size) {
-        return Err(ConfigError::new("table_size", table_size, "must be a prime number"));
+        return Err(ConfigError::new(
+            "table_size",
+            table_size,
+            "must be a prime number",
+        ));
     }
     Ok(())
 }
@@ -99,7 +103,11 @@ fn is_prime(n: u32) -> bool {
 impl Maglev {
     /// Builds the table of size `table_size` (a prime, at least the number of
     /// shards) for `shards`.
-    pub fn build(table_size: u32, hasher: KeyHasher, shards: &[ShardSpec]) -> Result<Maglev, PlacementError> {
+    pub fn build(
+        table_size: u32,
+        hasher: KeyHasher,
+        shards: &[ShardSpec],
+    ) -> Result<Maglev, PlacementError> {
         check_table_size(table_size)?;
         let shards = sorted_members(shards)?;
         let m = table_size as usize;
@@ -110,7 +118,11 @@ impl Maglev {
             });
         }
         let mut table = vec![EMPTY; m].into_boxed_slice();
-        let max_weight = shards.iter().map(|s| u64::from(s.weight)).max().unwrap_or(1);
+        let max_weight = shards
+            .iter()
+            .map(|s| u64::from(s.weight))
+            .max()
+            .unwrap_or(1);
         // Per shard: the next slot of its permutation, its step, and its turn target.
         let mut next: Vec<u64> = Vec::with_capacity(shards.len());
         let mut skip: Vec<u64> = Vec::with_capacity(shards.len());
@@ -150,7 +162,11 @@ impl Maglev {
             }
             round += 1;
         }
-        Ok(Maglev { shards, hasher, table })
+        Ok(Maglev {
+            shards,
+            hasher,
+            table,
+        })
     }
 
     /// The table size `M`.
@@ -217,7 +233,9 @@ mod tests {
 
     #[test]
     fn every_shard_gets_its_weighted_share_of_slots() {
-        let shards: Vec<_> = (0..10).map(|i| ShardSpec::new(format!("s{i}")).weight(1 + (i % 2))).collect();
+        let shards: Vec<_> = (0..10)
+            .map(|i| ShardSpec::new(format!("s{i}")).weight(1 + (i % 2)))
+            .collect();
         let t = Maglev::build(65_537, KeyHasher::default(), &shards).unwrap();
         let mut counts = [0usize; 10];
         for &s in t.table.iter() {
@@ -226,7 +244,10 @@ mod tests {
         // weights 1 and 2 alternate: 15 units, 4369 slots a unit
         for (i, c) in counts.iter().enumerate() {
             let expect = 65_537.0 / 15.0 * (1 + (i % 2)) as f64;
-            assert!((*c as f64 - expect).abs() <= 2.0, "shard {i}: {c} slots, expected {expect}");
+            assert!(
+                (*c as f64 - expect).abs() <= 2.0,
+                "shard {i}: {c} slots, expected {expect}"
+            );
         }
     }
 

@@ -103,7 +103,10 @@ fn one() -> u32 {
 impl ShardSpec {
     /// A shard of weight 1.
     pub fn new(id: impl Into<ShardId>) -> ShardSpec {
-        ShardSpec { id: id.into(), weight: 1 }
+        ShardSpec {
+            id: id.into(),
+            weight: 1,
+        }
     }
 
     /// The same shard with another weight.
@@ -116,7 +119,10 @@ impl ShardSpec {
 
 impl<I: Into<ShardId>> From<(I, u32)> for ShardSpec {
     fn from((id, weight): (I, u32)) -> Self {
-        ShardSpec { id: id.into(), weight }
+        ShardSpec {
+            id: id.into(),
+            weight,
+        }
     }
 }
 
@@ -180,7 +186,9 @@ pub(crate) fn sorted_members(shards: &[ShardSpec]) -> Result<Vec<ShardSpec>, Pla
         return Err(PlacementError::Empty);
     }
     if shards.len() > MAX_SHARDS {
-        return Err(PlacementError::TooManyShards { count: shards.len() });
+        return Err(PlacementError::TooManyShards {
+            count: shards.len(),
+        });
     }
     let mut sorted = shards.to_vec();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
@@ -191,7 +199,9 @@ pub(crate) fn sorted_members(shards: &[ShardSpec]) -> Result<Vec<ShardSpec>, Pla
     }
     for pair in sorted.windows(2) {
         if pair[0].id == pair[1].id {
-            return Err(PlacementError::DuplicateId { id: pair[0].id.clone() });
+            return Err(PlacementError::DuplicateId {
+                id: pair[0].id.clone(),
+            });
         }
     }
     Ok(sorted)

@@ -65,7 +65,11 @@ pub(crate) fn check_points_per_weight(points_per_weight: u32) -> Result<(), Conf
 
 impl HashRing {
     /// Builds a ring with `points_per_weight` points per unit of weight.
-    pub fn build(points_per_weight: u32, hasher: KeyHasher, shards: &[ShardSpec]) -> Result<HashRing, PlacementError> {
+    pub fn build(
+        points_per_weight: u32,
+        hasher: KeyHasher,
+        shards: &[ShardSpec],
+    ) -> Result<HashRing, PlacementError> {
         check_points_per_weight(points_per_weight)?;
         let shards = sorted_members(shards)?;
         let total: u64 = shards
@@ -88,7 +92,9 @@ impl HashRing {
         let points: Box<[u64]> = pairs.iter().map(|p| p.0).collect();
         let owners: Box<[u16]> = pairs.iter().map(|p| p.1).collect();
         // About one point per index bucket.
-        let bits = (64 - (points.len() as u64).leading_zeros()).saturating_sub(1).clamp(1, 22);
+        let bits = (64 - (points.len() as u64).leading_zeros())
+            .saturating_sub(1)
+            .clamp(1, 22);
         let shift = 64 - bits;
         let buckets = 1usize << bits;
         let mut index = vec![0u32; buckets + 1];
@@ -179,11 +185,15 @@ mod tests {
 
     #[test]
     fn the_index_agrees_with_a_linear_search() {
-        let shards: Vec<_> = (0..37).map(|i| ShardSpec::new(format!("node-{i}")).weight(1 + i % 3)).collect();
+        let shards: Vec<_> = (0..37)
+            .map(|i| ShardSpec::new(format!("node-{i}")).weight(1 + i % 3))
+            .collect();
         let ring = HashRing::build(40, KeyHasher::default(), &shards).unwrap();
         let mut h = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
-            h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            h = h
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             assert_eq!(ring.route_hash(h), linear_owner(&ring, h));
         }
         // the extremes wrap around
@@ -196,7 +206,12 @@ mod tests {
 
     #[test]
     fn weights_add_points() {
-        let ring = HashRing::build(10, KeyHasher::default(), &[ShardSpec::new("a").weight(3), ShardSpec::new("b")]).unwrap();
+        let ring = HashRing::build(
+            10,
+            KeyHasher::default(),
+            &[ShardSpec::new("a").weight(3), ShardSpec::new("b")],
+        )
+        .unwrap();
         assert_eq!(ring.points(), 40);
     }
 }

@@ -17,7 +17,9 @@ use super::future::ResponseFuture;
 use super::placement::{Placement, PlacementTable, ShardId, ShardSpec};
 use crate::clock::Clock;
 use crate::key::{Identity, KeyFn, KeyHasher};
-use crate::signal::{Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind};
+use crate::signal::{
+    Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind,
+};
 use crate::BoxError;
 
 /// Routes each request to the service of the shard that owns the request's key.
@@ -178,7 +180,8 @@ impl<S> Core<S> {
                 let retry_after = until.map(|u| u.saturating_duration_since(self.clock.now()));
                 Some(ShardError::Unavailable {
                     shard: info.id.clone(),
-                    signal: Unavailable::new(UnavailableKind::NoneAvailable).with_retry_after(retry_after),
+                    signal: Unavailable::new(UnavailableKind::NoneAvailable)
+                        .with_retry_after(retry_after),
                 })
             }
         }
@@ -187,7 +190,10 @@ impl<S> Core<S> {
 
 impl<S: Clone> Core<S> {
     /// Builds a snapshot of `members` and swaps it in.
-    pub(crate) fn publish(&self, members: &BTreeMap<ShardId, Entry<S>>) -> Result<(), PlacementError> {
+    pub(crate) fn publish(
+        &self,
+        members: &BTreeMap<ShardId, Entry<S>>,
+    ) -> Result<(), PlacementError> {
         if members.is_empty() {
             self.snapshot.store(Arc::new(Snapshot::empty(None)));
             return Ok(());
@@ -299,7 +305,13 @@ where
             if let Some(err) = core.unavailable(&slot.info) {
                 return ResponseFuture::failed(err);
             }
-            return ResponseFuture::new(slot.service.clone(), slot.info.clone(), req, core.clone(), None);
+            return ResponseFuture::new(
+                slot.service.clone(),
+                slot.info.clone(),
+                req,
+                core.clone(),
+                None,
+            );
         }
         // Failover mode: keep the table this request was routed with, so every
         // hop follows one preference list.
