@@ -29,6 +29,9 @@
 //!
 //! ## What exists today
 //!
+//! - [`retry`]: jittered backoff, a lock-free retry budget, retry-after hints
+//!   and hedging, as one [`Retry`] layer.
+//!
 //! The [`shard`] layer, with Maglev and ring placement:
 //!
 //! ```
@@ -71,6 +74,7 @@ pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod key;
+pub mod retry;
 pub mod shard;
 pub mod signal;
 
@@ -95,4 +99,5 @@ pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
 pub use key::{Key, KeyFn, KeyHasher};
+pub use retry::{Retry, RetryConfig, RetryError, RetryLayer};
 pub use shard::{Shard, ShardConfig, ShardError, ShardLayer};
