@@ -15,6 +15,14 @@ where
     svc.ready().await?.call("x".to_string()).await
 }
 
+/// The default layer, hedging after 50ms.
+fn hedged(inner: &Scripted) -> Retry<Scripted> {
+    Retry::builder()
+        .hedge(HedgeConfig::after(ms(50)))
+        .build(inner.clone())
+        .unwrap()
+}
+
 fn fixed(base: u64) -> Backoff {
     Backoff::new(ms(base), ms(60_000), Jitter::None).unwrap()
 }
@@ -22,10 +30,7 @@ fn fixed(base: u64) -> Backoff {
 #[tokio::test(start_paused = true)]
 async fn the_backup_goes_out_after_the_delay_and_the_loser_is_dropped() {
     let inner = Scripted::new(|n| if n == 1 { Act::Hang } else { Act::Ok(ms(10)) });
-    let mut svc = Retry::builder()
-        .hedge(HedgeConfig::after(ms(50)))
-        .build(inner.clone())
-        .unwrap();
+    let mut svc = hedged(&inner);
     let t0 = Instant::now();
     assert_eq!(send(&mut svc).await.unwrap(), "ok 2");
     assert_eq!(inner.times_ms(t0), [0, 50]);
@@ -43,10 +48,7 @@ async fn the_backup_goes_out_after_the_delay_and_the_loser_is_dropped() {
 #[tokio::test(start_paused = true)]
 async fn a_fast_first_attempt_sends_no_backup() {
     let inner = Scripted::always(Act::Ok(ms(10)));
-    let mut svc = Retry::builder()
-        .hedge(HedgeConfig::after(ms(50)))
-        .build(inner.clone())
-        .unwrap();
+    let mut svc = hedged(&inner);
     send(&mut svc).await.unwrap();
     assert_eq!(inner.count(), 1);
     assert_eq!(svc.handle().snapshot().hedges_sent, 0);
@@ -55,10 +57,7 @@ async fn a_fast_first_attempt_sends_no_backup() {
 #[tokio::test(start_paused = true)]
 async fn when_the_first_copy_wins_the_backup_is_dropped() {
     let inner = Scripted::new(|n| if n == 1 { Act::Ok(ms(80)) } else { Act::Hang });
-    let mut svc = Retry::builder()
-        .hedge(HedgeConfig::after(ms(50)))
-        .build(inner.clone())
-        .unwrap();
+    let mut svc = hedged(&inner);
     let t0 = Instant::now();
     assert_eq!(send(&mut svc).await.unwrap(), "ok 1");
     assert_eq!(Instant::now() - t0, ms(80));
@@ -77,10 +76,7 @@ async fn a_copy_that_fails_waits_for_the_other() {
             Act::Ok(ms(40))
         }
     });
-    let mut svc = Retry::builder()
-        .hedge(HedgeConfig::after(ms(50)))
-        .build(inner.clone())
-        .unwrap();
+    let mut svc = hedged(&inner);
     let t0 = Instant::now();
     assert_eq!(send(&mut svc).await.unwrap(), "ok 2");
     assert_eq!(Instant::now() - t0, ms(90));

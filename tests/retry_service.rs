@@ -4,6 +4,8 @@
 
 mod retry_common;
 
+use std::time::Duration;
+
 use retry_common::{ms, Act, Scripted, ZERO};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
@@ -14,6 +16,27 @@ use tower_fleet::BoxError;
 
 fn fixed(base: u64) -> Backoff {
     Backoff::new(ms(base), ms(60_000), Jitter::None).unwrap()
+}
+
+/// A budget of `per_second` retries a second over one second, and nothing
+/// for requests: `per_second` retries, then none until they expire.
+fn reserve_only(per_second: u32) -> BudgetConfig {
+    BudgetConfig {
+        ratio: 0.0,
+        min_per_second: per_second,
+        ttl: ms(1000),
+        ..BudgetConfig::default()
+    }
+}
+
+/// Two attempts, 1ms apart, within `budget`.
+fn twice(budget: BudgetConfig, inner: &Scripted) -> Retry<Scripted> {
+    Retry::builder()
+        .max_attempts(2)
+        .backoff(fixed(1))
+        .budget(budget)
+        .build(inner.clone())
+        .unwrap()
 }
 
 async fn send<S>(svc: &mut S, req: &str) -> Result<String, RetryError>
@@ -255,6 +278,28 @@ async fn no_attempt_starts_after_the_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_wait_that_the_timer_rounds_up_to_the_deadline_sends_nothing() {
+    // The wait ends 0.5ms before the deadline; tokio's timer fires on the
+    // millisecond, at the deadline itself.
+    let inner = Scripted::always(Act::Fail(ZERO));
+    let backoff = Backoff::new(Duration::from_micros(239_500), ms(1000), Jitter::None).unwrap();
+    let mut svc = Retry::builder()
+        .timeout(ms(240))
+        .backoff(backoff)
+        .build(inner.clone())
+        .unwrap();
+    let t0 = Instant::now();
+    let err = send(&mut svc, "x").await.unwrap_err();
+    assert_eq!(inner.count(), 1, "no attempt at the deadline");
+    assert_eq!(
+        err.inner().unwrap().to_string(),
+        "fail 1",
+        "the last outcome, unchanged"
+    );
+    assert!(Instant::now() - t0 <= ms(240));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_attempt_running_at_the_deadline_fails_the_request() {
     let inner = Scripted::always(Act::Hang);
     let mut svc = Retry::builder()
@@ -345,17 +390,10 @@ async fn each_attempt_carries_the_next_mark_and_the_same_cell() {
 
 #[tokio::test(start_paused = true)]
 async fn an_empty_budget_returns_the_last_outcome_unchanged() {
-    // ratio 0 and 1 retry a second over 1s: one retry, then none.
-    let budget = BudgetConfig {
-        ratio: 0.0,
-        min_per_second: 1,
-        ttl: ms(1000),
-        ..BudgetConfig::default()
-    };
     let inner = Scripted::always(Act::Fail(ZERO));
     let mut svc = Retry::builder()
         .backoff(fixed(1))
-        .budget(budget)
+        .budget(reserve_only(1))
         .build(inner.clone())
         .unwrap();
     let err = send(&mut svc, "x").await.unwrap_err();
@@ -368,19 +406,8 @@ async fn an_empty_budget_returns_the_last_outcome_unchanged() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_refills_as_its_window_moves_on() {
-    let budget = BudgetConfig {
-        ratio: 0.0,
-        min_per_second: 2,
-        ttl: ms(1000),
-        ..BudgetConfig::default()
-    };
     let inner = Scripted::always(Act::Fail(ZERO));
-    let mut svc = Retry::builder()
-        .max_attempts(2)
-        .backoff(fixed(1))
-        .budget(budget)
-        .build(inner.clone())
-        .unwrap();
+    let mut svc = twice(reserve_only(2), &inner);
     for _ in 0..3 {
         send(&mut svc, "x").await.unwrap_err();
     }
@@ -399,19 +426,8 @@ async fn the_budget_refills_as_its_window_moves_on() {
 
 #[tokio::test(start_paused = true)]
 async fn clones_share_one_budget_and_one_set_of_counters() {
-    let budget = BudgetConfig {
-        ratio: 0.0,
-        min_per_second: 1,
-        ttl: ms(1000),
-        ..BudgetConfig::default()
-    };
     let inner = Scripted::always(Act::Fail(ZERO));
-    let mut a = Retry::builder()
-        .max_attempts(2)
-        .backoff(fixed(1))
-        .budget(budget)
-        .build(inner.clone())
-        .unwrap();
+    let mut a = twice(reserve_only(1), &inner);
     let mut b = a.clone();
     send(&mut a, "x").await.unwrap_err();
     send(&mut b, "x").await.unwrap_err();

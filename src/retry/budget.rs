@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::BudgetConfig;
-use super::handle::Counter;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Validate};
+use crate::Counter;
 
 /// How many buckets the `ttl` window is split into: deposits and withdrawals
 /// expire between `ttl × 15/16` and `ttl` after they were made.

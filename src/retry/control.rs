@@ -33,6 +33,16 @@ pub(crate) enum Launch {
     Hedge,
 }
 
+/// What [`Control::start`] did.
+pub(crate) enum Started<F, Res> {
+    /// Sent the next attempt.
+    Attempt(F, AttemptInfo),
+    /// Gave up: return this.
+    Gave(Output<Res>),
+    /// Nothing to send.
+    Nothing,
+}
+
 /// The next step of the response future.
 pub(crate) enum Step<T> {
     /// Return this.
@@ -258,6 +268,8 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
             from_hint = hint.is_some(),
             "retrying"
         );
+        // Kept until the next attempt starts, in case it cannot.
+        self.held = Some(outcome);
         if wait.is_zero() {
             self.begin_launch(Launch::Retry, now);
         } else {
@@ -322,17 +334,37 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
     }
 
     /// Sends the attempt that waited for readiness, on the now-ready service.
-    pub(crate) fn start(&mut self) -> Option<(S::Future, AttemptInfo)>
+    ///
+    /// Timers fire on tokio's millisecond ticks, so a wait that was to end
+    /// just before the deadline may end at it: an attempt that would start
+    /// at or after the deadline is not sent, and the request returns its last
+    /// outcome (or, with an attempt still running, that attempt goes on).
+    pub(crate) fn start(&mut self, other_running: bool) -> Started<S::Future, Res>
     where
         S: Service<Req>,
         P: RetryPolicy<Req, Res, S::Error>,
         Req: Carrier,
     {
-        let kind = self.launch.take()?;
+        let Some(kind) = self.launch.take() else {
+            return Started::Nothing;
+        };
         let until = self.launch_until.take();
-        let mut req = self.spare.take()?;
-        let svc = self.svc.as_mut()?;
         let shared = &*self.shared;
+        if self.deadline.is_some_and(|d| shared.now() >= d) {
+            if other_running {
+                return Started::Nothing;
+            }
+            return match self.held.take() {
+                Some(last) => Started::Gave(last),
+                None => match self.deadline_exceeded() {
+                    Step::Done(out) => Started::Gave(out),
+                    Step::Continue => Started::Nothing,
+                },
+            };
+        }
+        let (Some(mut req), Some(svc)) = (self.spare.take(), self.svc.as_mut()) else {
+            return Started::Nothing;
+        };
         self.launched += 1;
         if let Some(mark) = req.attempt() {
             let next = mark.next();
@@ -353,6 +385,6 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
             until,
             started,
         };
-        Some((fut, info))
+        Started::Attempt(fut, info)
     }
 }

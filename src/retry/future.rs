@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::control::{AttemptInfo, Control, Output, Step};
+use super::control::{AttemptInfo, Control, Output, Started, Step};
 use super::error::RetryError;
 use super::policy::RetryPolicy;
 use super::service::Shared;
@@ -251,13 +251,18 @@ where
             };
             match ready {
                 Poll::Ready(Ok(())) => {
-                    if let Some((fut, info)) = control.start() {
-                        let mut slot = if first.is_running() {
-                            second.as_mut()
-                        } else {
-                            first.as_mut()
-                        };
-                        slot.set(Attempt::Running { fut, info });
+                    let running = first.is_running() || second.is_running();
+                    match control.start(running) {
+                        Started::Attempt(fut, info) => {
+                            let mut slot = if first.is_running() {
+                                second.as_mut()
+                            } else {
+                                first.as_mut()
+                            };
+                            slot.set(Attempt::Running { fut, info });
+                        }
+                        Started::Gave(out) => return Poll::Ready(out),
+                        Started::Nothing => {}
                     }
                     continue 'poll;
                 }

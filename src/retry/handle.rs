@@ -1,27 +1,12 @@
 //! `RetryHandle`: the counters of a retry layer and its budget.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::budget::{BudgetSnapshot, RetryBudget};
 use super::config::RetryConfig;
-
-/// A relaxed event counter.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use crate::Counter;
 
 /// The counters every clone of a retry layer shares.
 #[derive(Default)]

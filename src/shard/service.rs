@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use crate::key::{Identity, KeyFn, KeyHasher};
 use crate::signal::{
     Carrier, Health, HealthSignal, NoReplay, Replay, Unavailable, UnavailableKind,
 };
-use crate::BoxError;
+use crate::{BoxError, Counter};
 
 /// Routes each request to the service of the shard that owns the request's key.
 ///
@@ -130,21 +129,6 @@ pub(crate) struct CoreStats {
     pub(crate) membership_changes: Counter,
     pub(crate) membership_errors: Counter,
     pub(crate) discovery_errors: Counter,
-}
-
-/// A relaxed event counter.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 impl<S> Snapshot<S> {
