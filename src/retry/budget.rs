@@ -104,8 +104,12 @@ struct Inner {
     config: BudgetConfig,
     withdrawn: Counter,
     refused: Counter,
-    /// Whether the last withdrawal was refused: for the state-change events.
+    /// Whether a withdrawal was refused and no whole window has passed
+    /// since without a refusal: for the state-change events, so that a
+    /// budget hovering at empty logs once, not at every grant and refusal.
     exhausted: AtomicBool,
+    /// The bucket of the latest refusal.
+    refused_in: AtomicU64,
 }
 
 impl RetryBudget {
@@ -159,6 +163,7 @@ impl RetryBudget {
                 withdrawn: Counter::default(),
                 refused: Counter::default(),
                 exhausted: AtomicBool::new(false),
+                refused_in: AtomicU64::new(0),
             }),
         })
     }
@@ -185,7 +190,10 @@ impl RetryBudget {
             let enough = inner.balance(bucket, count).is_some_and(|b| b >= UNIT);
             if !enough {
                 inner.refused.inc();
-                if !inner.exhausted.swap(true, Ordering::Relaxed) {
+                inner.refused_in.store(u64::from(bucket), Ordering::Relaxed);
+                if !inner.exhausted.load(Ordering::Relaxed)
+                    && !inner.exhausted.swap(true, Ordering::Relaxed)
+                {
                     tracing::warn!(
                         ratio = inner.config.ratio,
                         min_per_second = inner.config.min_per_second,
@@ -204,9 +212,12 @@ impl RetryBudget {
             }
         }
         inner.withdrawn.inc();
-        if inner.exhausted.load(Ordering::Relaxed) && inner.exhausted.swap(false, Ordering::Relaxed)
-        {
-            tracing::info!("retry budget available again");
+        if inner.exhausted.load(Ordering::Relaxed) {
+            let (bucket, _) = unpack(word);
+            let since = bucket.wrapping_sub(inner.refused_in.load(Ordering::Relaxed) as u32);
+            if u64::from(since) >= BUCKETS && inner.exhausted.swap(false, Ordering::Relaxed) {
+                tracing::info!("retry budget available again: no retry refused for a whole window");
+            }
         }
         true
     }

@@ -375,7 +375,10 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
         }
         match kind {
             Launch::Retry => shared.stats.retries.inc(),
-            Launch::Hedge => shared.stats.hedges_sent.inc(),
+            Launch::Hedge => {
+                shared.stats.hedges_sent.inc();
+                tracing::debug!(attempt = self.launched, "hedge sent");
+            }
         }
         let started = shared.latency.as_ref().map(|_| shared.clock.ticks());
         let fut = svc.call(req);
