@@ -461,3 +461,25 @@ mod tokio_test_shim {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_budget_spans_layers_and_each_counts_its_own_requests() {
+    let budget = tower_fleet::retry::RetryBudget::new(ms(1000), 1, 0.0).unwrap();
+    let inner = Scripted::always(Act::Fail(ZERO));
+    let layer = |b: &tower_fleet::retry::RetryBudget| {
+        Retry::builder()
+            .max_attempts(2)
+            .backoff(fixed(1))
+            .shared_budget(b.clone())
+            .build(inner.clone())
+            .unwrap()
+    };
+    let (mut a, mut b) = (layer(&budget), layer(&budget));
+    send(&mut a, "x").await.unwrap_err();
+    send(&mut a, "x").await.unwrap_err();
+    send(&mut b, "x").await.unwrap_err();
+    assert_eq!(inner.count(), 3 + 1, "one retry in the shared reserve, taken by a");
+    assert_eq!((a.handle().snapshot().requests, b.handle().snapshot().requests), (2, 1));
+    assert_eq!(budget.deposits(), 3);
+    assert_eq!(b.handle().snapshot().budget_exhausted, 1);
+}

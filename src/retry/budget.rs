@@ -53,7 +53,8 @@ fn unpack(word: u64) -> (u32, u32) {
 /// # How it stays exact without a lock
 ///
 /// Two running totals are kept: the deposits ever made (an `AtomicU64`, one
-/// `fetch_add` per request) and the withdrawals ever made, which share one
+/// `fetch_add` per request, each worth `ratio` of a retry) and the
+/// withdrawals ever made, which share one
 /// `AtomicU64` with the number of the current bucket (the window is [`BUCKETS`]
 /// buckets of `ttl / BUCKETS`). When a bucket begins, the first caller to see
 /// it bumps that number and writes down both totals as the bucket's starting
@@ -84,12 +85,12 @@ pub struct RetryBudget {
 }
 
 struct Inner {
-    /// Deposit units ever made.
+    /// Deposits ever made (one per request).
     deposits: AtomicU64,
     /// The current bucket number (low 32 bits) and the withdrawals ever
     /// made (wrapping 32-bit count).
     word: AtomicU64,
-    /// Per bucket: the deposit total when it began.
+    /// Per bucket: the deposit count when it began.
     marks_deposits: [AtomicU64; BUCKETS as usize],
     /// Per bucket: its number and the withdrawal total when it began.
     marks_withdrawals: [AtomicU64; BUCKETS as usize],
@@ -98,7 +99,8 @@ struct Inner {
     ends: AtomicU64,
     /// Nanoseconds per bucket.
     width: u64,
-    deposit: u64,
+    /// Units one deposit is worth.
+    deposit: i64,
     reserve: i64,
     clock: Clock,
     config: BudgetConfig,
@@ -136,7 +138,7 @@ impl RetryBudget {
             .unwrap_or(u64::MAX)
             .max(1);
         // In range by validation: ratio <= 1000, reserve <= 1e6 * 60 * 1000.
-        let deposit = (config.ratio * UNIT as f64).round() as u64;
+        let deposit = (config.ratio * UNIT as f64).round() as i64;
         let reserve =
             (f64::from(config.min_per_second) * config.ttl.as_secs_f64() * UNIT as f64) as i64;
         let bucket = clock.ticks().0 / width;
@@ -172,11 +174,13 @@ impl RetryBudget {
     #[inline]
     pub fn deposit(&self) {
         let inner = &*self.inner;
-        if inner.deposit == 0 {
-            return;
-        }
         inner.advance();
-        inner.deposits.fetch_add(inner.deposit, Ordering::AcqRel);
+        inner.deposits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Deposits ever made: the requests the budget has seen.
+    pub fn deposits(&self) -> u64 {
+        self.inner.deposits.load(Ordering::Relaxed)
     }
 
     /// Takes one retry from the budget if it holds one. Never takes more
@@ -243,6 +247,7 @@ impl RetryBudget {
         BudgetSnapshot {
             balance: self.balance(),
             reserve: self.inner.reserve as f64 / UNIT as f64,
+            deposits: self.deposits(),
             withdrawn: self.inner.withdrawn.get(),
             refused: self.inner.refused.get(),
         }
@@ -314,12 +319,11 @@ impl Inner {
             .deposits
             .load(Ordering::Acquire)
             .wrapping_sub(deposits_at_start);
+        let credit = i64::try_from(deposits)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(self.deposit);
         let withdrawals = i64::from(count.wrapping_sub(withdrawals_at_start));
-        Some(
-            self.reserve
-                .saturating_add(deposits.min(i64::MAX as u64) as i64)
-                - withdrawals * UNIT,
-        )
+        Some(self.reserve.saturating_add(credit) - withdrawals * UNIT)
     }
 }
 
@@ -352,6 +356,8 @@ pub struct BudgetSnapshot {
     pub balance: f64,
     /// The standing reserve, `min_per_second × ttl`.
     pub reserve: f64,
+    /// Deposits ever made (requests seen).
+    pub deposits: u64,
     /// Withdrawals granted.
     pub withdrawn: u64,
     /// Withdrawals refused.

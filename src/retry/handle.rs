@@ -24,6 +24,7 @@ pub(crate) struct Stats {
 /// What a handle reads, whatever the layer's policy type.
 pub(crate) trait Observe: Send + Sync {
     fn stats(&self) -> &Stats;
+    fn requests(&self) -> u64;
     fn budget(&self) -> Option<&RetryBudget>;
     fn config(&self) -> &RetryConfig;
     fn hedge_delay(&self) -> Option<Duration>;
@@ -49,7 +50,7 @@ impl RetryHandle {
     pub fn snapshot(&self) -> RetrySnapshot {
         let s = self.shared.stats();
         RetrySnapshot {
-            requests: s.requests.get(),
+            requests: self.shared.requests(),
             retries: s.retries.get(),
             budget_exhausted: s.budget_exhausted.get(),
             not_cloneable: s.not_cloneable.get(),

@@ -170,6 +170,7 @@ impl<P> RetryBuilder<P> {
     /// Builds a layer whose services share one budget and one set of counters.
     pub fn layer(self) -> Result<RetryLayer<P>, ConfigError> {
         self.config.validate()?;
+        let owns_budget = self.budget.is_none();
         let budget = match (self.budget, self.config.budget.enabled) {
             (Some(b), _) => Some(b),
             (None, true) => Some(
@@ -192,6 +193,7 @@ impl<P> RetryBuilder<P> {
                 retries,
                 reads_clock,
                 coarse: self.clock.is_coarse(),
+                owns_budget,
                 config: self.config,
                 budget,
                 stats: Stats::default(),

@@ -54,6 +54,9 @@ pub(crate) struct Shared<P> {
     pub(crate) reads_clock: bool,
     /// The clock is the coarse one: timers are set from it.
     pub(crate) coarse: bool,
+    /// The budget was made for this layer alone, so its deposits are this
+    /// layer's requests.
+    pub(crate) owns_budget: bool,
 }
 
 impl<P> Shared<P> {
@@ -82,6 +85,12 @@ impl<P> Shared<P> {
 impl<P: Send + Sync> Observe for Shared<P> {
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+    fn requests(&self) -> u64 {
+        match &self.budget {
+            Some(budget) if self.owns_budget => budget.deposits(),
+            _ => self.stats.requests.get(),
+        }
     }
     fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
@@ -166,9 +175,16 @@ where
 
     fn call(&mut self, mut req: Req) -> Self::Future {
         let shared = &*self.shared;
-        shared.stats.requests.inc();
-        if let Some(budget) = &shared.budget {
-            budget.deposit();
+        match &shared.budget {
+            Some(budget) => {
+                budget.deposit();
+                // A budget of our own counts our requests: one atomic add
+                // fewer per request.
+                if !shared.owns_budget {
+                    shared.stats.requests.inc();
+                }
+            }
+            None => shared.stats.requests.inc(),
         }
         // Read the clock only when a knob needs it.
         let now = shared.reads_clock.then(|| shared.now());
