@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::Service;
 use tower_fleet::clock::Clock;
@@ -133,38 +133,58 @@ where
     }
 }
 
-fn bench_service<S>(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut svc: S,
-) where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    let mut i = 0u64;
-    c.bench_function(name, |b| {
-        b.iter(|| {
+/// Where the cases run: criterion's timing, or (`RETRY_BENCH_COUNT=name:n`)
+/// exactly `n` iterations of one case inside `count_loop`, for instruction
+/// counts under `valgrind --tool=callgrind --toggle-collect='*count_loop*'`,
+/// which are repeatable where the timings on a shared VM are not.
+enum Mode<'a> {
+    Time(criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>),
+    Count { only: String, iterations: u64 },
+}
+
+impl Mode<'_> {
+    fn run(&mut self, name: &str, mut f: impl FnMut()) {
+        match self {
+            Mode::Time(g) => {
+                g.bench_function(name, |b| b.iter(&mut f));
+            }
+            Mode::Count { only, iterations } if only == name => count_loop(*iterations, &mut f),
+            Mode::Count { .. } => {}
+        }
+    }
+
+    fn service<S>(&mut self, name: &str, mut svc: S)
+    where
+        S: Service<u64, Response = u64>,
+        S::Error: std::fmt::Debug,
+    {
+        let mut i = 0u64;
+        self.run(name, || {
             i = i.wrapping_add(1);
-            black_box(once(&mut svc, black_box(i)))
-        })
-    });
+            black_box(once(&mut svc, black_box(i)));
+        });
+    }
+
+    fn string_service<S>(&mut self, name: &str, mut svc: S)
+    where
+        S: Service<String, Response = usize>,
+        S::Error: std::fmt::Debug,
+    {
+        let req = "GET /users/42/profile?fields=all".to_string();
+        self.run(name, || {
+            black_box(once_with(&mut svc, black_box(req.clone())));
+        });
+    }
 }
 
-fn bench_string<S>(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut svc: S,
-) where
-    S: Service<String, Response = usize>,
-    S::Error: std::fmt::Debug,
-{
-    let req = "GET /users/42/profile?fields=all".to_string();
-    c.bench_function(name, |b| {
-        b.iter(|| black_box(once_with(&mut svc, black_box(req.clone()))))
-    });
+#[inline(never)]
+fn count_loop(iterations: u64, f: &mut impl FnMut()) {
+    for _ in 0..iterations {
+        f();
+    }
 }
 
-fn benches(c: &mut Criterion) {
+fn benches(mode: &mut Mode<'_>) {
     // One worker, so that the coarse clock ticks in the background as it would in a server.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -174,101 +194,96 @@ fn benches(c: &mut Criterion) {
     let _enter = rt.enter();
     let coarse = Clock::coarse(Duration::from_millis(1)).unwrap();
 
-    let mut g = c.benchmark_group("retry");
-    g.sample_size(60)
-        .warm_up_time(Duration::from_millis(700))
-        .measurement_time(Duration::from_secs(2));
-
     // First-try success.
-    bench_service(&mut g, "bare/call-ok/u64", Noop);
-    bench_service(
-        &mut g,
+    mode.service("bare/call-ok/u64", Noop);
+    mode.service(
         "tower-retry/call-ok/u64",
         tower::retry::Retry::new(Trivial, Noop),
     );
     let tps = Budgeted(Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)));
-    bench_service(
-        &mut g,
+    mode.service(
         "tower-retry-tps/call-ok/u64",
         tower::retry::Retry::new(tps, Noop),
     );
-    bench_service(
-        &mut g,
-        "ours-no-budget/call-ok/u64",
-        Retry::builder().no_budget().build(Noop).unwrap(),
-    );
-    bench_service(
-        &mut g,
+    let ours = Retry::builder().no_budget().build(Noop).unwrap();
+    mode.service("ours-no-budget/call-ok/u64", ours);
+    mode.service(
         "ours-budget/call-ok/u64",
         Retry::builder().build(Noop).unwrap(),
     );
     let ours_coarse = Retry::builder().clock(coarse.clone()).build(Noop).unwrap();
-    bench_service(&mut g, "ours-budget-coarse/call-ok/u64", ours_coarse);
+    mode.service("ours-budget-coarse/call-ok/u64", ours_coarse);
 
     // The same with a request that allocates to be copied (a 32-byte string).
-    bench_string(&mut g, "bare/call-ok/string", Noop);
-    bench_string(
-        &mut g,
-        "tower-retry/call-ok/string",
-        tower::retry::Retry::new(Trivial, Noop),
-    );
-    bench_string(
-        &mut g,
-        "ours-no-budget/call-ok/string",
-        Retry::builder().no_budget().build(Noop).unwrap(),
-    );
+    mode.string_service("bare/call-ok/string", Noop);
+    let tower_trivial = tower::retry::Retry::new(Trivial, Noop);
+    mode.string_service("tower-retry/call-ok/string", tower_trivial);
+    let ours = Retry::builder().no_budget().build(Noop).unwrap();
+    mode.string_service("ours-no-budget/call-ok/string", ours);
 
     // Hedging machinery on a service that answers at once (no hedge is sent).
     let tower_hedge =
         tower::hedge::Hedge::new::<u64>(Noop, HedgeAll, 10, 0.95, Duration::from_secs(1));
-    bench_service(&mut g, "tower-hedge/call-ok/u64", tower_hedge);
+    mode.service("tower-hedge/call-ok/u64", tower_hedge);
     let fixed = || {
         Retry::builder()
             .no_budget()
             .hedge(HedgeConfig::after(Duration::from_millis(50)))
     };
-    bench_service(
-        &mut g,
-        "ours-hedge-fixed/call-ok/u64",
-        fixed().build(Noop).unwrap(),
-    );
+    mode.service("ours-hedge-fixed/call-ok/u64", fixed().build(Noop).unwrap());
     let fixed_coarse = fixed().clock(coarse.clone()).build(Noop).unwrap();
-    bench_service(&mut g, "ours-hedge-fixed-coarse/call-ok/u64", fixed_coarse);
+    mode.service("ours-hedge-fixed-coarse/call-ok/u64", fixed_coarse);
     let p95 = HedgeConfig::at_percentile(0.95, Duration::from_millis(1));
     let pct = Retry::builder()
         .no_budget()
         .clock(coarse.clone())
         .hedge(p95);
-    bench_service(
-        &mut g,
+    mode.service(
         "ours-hedge-p95-coarse/call-ok/u64",
         pct.build(Noop).unwrap(),
     );
 
     // The budget alone: one deposit and one withdrawal.
     let tps = TpsBudget::new(Duration::from_secs(10), 10, 0.2);
-    g.bench_function("tps-budget/deposit-withdraw/1", |b| {
-        b.iter(|| {
-            tps.deposit();
-            black_box(tps.withdraw())
-        })
+    mode.run("tps-budget/deposit-withdraw/1", || {
+        tps.deposit();
+        black_box(tps.withdraw());
     });
     let ours = RetryBudget::new(Duration::from_secs(10), 10, 0.2).unwrap();
-    g.bench_function("ours-budget/deposit-withdraw/1", |b| {
-        b.iter(|| {
-            ours.deposit();
-            black_box(ours.withdraw())
-        })
+    mode.run("ours-budget/deposit-withdraw/1", || {
+        ours.deposit();
+        black_box(ours.withdraw());
     });
     let ours = RetryBudget::from_config(&BudgetConfig::default(), coarse).unwrap();
-    g.bench_function("ours-budget-coarse/deposit-withdraw/1", |b| {
-        b.iter(|| {
-            ours.deposit();
-            black_box(ours.withdraw())
-        })
+    mode.run("ours-budget-coarse/deposit-withdraw/1", || {
+        ours.deposit();
+        black_box(ours.withdraw());
     });
-    g.finish();
 }
 
-criterion_group!(retry, benches);
-criterion_main!(retry);
+fn main() {
+    if let Ok(spec) = std::env::var("RETRY_BENCH_COUNT") {
+        let (name, n) = spec
+            .rsplit_once(':')
+            .expect("RETRY_BENCH_COUNT=name:iterations");
+        let iterations = n.parse().expect("iterations");
+        benches(&mut Mode::Count {
+            only: name.to_string(),
+            iterations,
+        });
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut g = c.benchmark_group("retry");
+        g.sample_size(60)
+            .warm_up_time(Duration::from_millis(700))
+            .measurement_time(Duration::from_secs(2));
+        let mut mode = Mode::Time(g);
+        benches(&mut mode);
+        if let Mode::Time(g) = mode {
+            g.finish();
+        }
+    }
+    c.final_summary();
+}

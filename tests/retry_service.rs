@@ -478,8 +478,18 @@ async fn a_shared_budget_spans_layers_and_each_counts_its_own_requests() {
     send(&mut a, "x").await.unwrap_err();
     send(&mut a, "x").await.unwrap_err();
     send(&mut b, "x").await.unwrap_err();
-    assert_eq!(inner.count(), 3 + 1, "one retry in the shared reserve, taken by a");
-    assert_eq!((a.handle().snapshot().requests, b.handle().snapshot().requests), (2, 1));
+    assert_eq!(
+        inner.count(),
+        3 + 1,
+        "one retry in the shared reserve, taken by a"
+    );
+    assert_eq!(
+        (
+            a.handle().snapshot().requests,
+            b.handle().snapshot().requests
+        ),
+        (2, 1)
+    );
     assert_eq!(budget.deposits(), 3);
     assert_eq!(b.handle().snapshot().budget_exhausted, 1);
 }

@@ -292,7 +292,8 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
         P: RetryPolicy<Req, Res, E>,
         E: Into<BoxError>,
     {
-        // The common case, kept small: a first attempt that did not fail.
+        // The common case, kept small: an attempt that did not fail, with no
+        // hedge and no latency to record.
         let shared = &*self.shared;
         if !info.hedge
             && shared.latency.is_none()
@@ -304,7 +305,7 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
     }
 
     #[inline(never)]
-    pub(crate) fn finished_slow<E>(
+    fn finished_slow<E>(
         &mut self,
         result: Result<Res, E>,
         info: AttemptInfo,

@@ -111,8 +111,25 @@ impl<S, P, Req> ResponseFuture<S, P, Req>
 where
     S: Service<Req>,
 {
-    #[allow(clippy::too_many_arguments)]
+    /// A first attempt with no timer and no hedge.
     #[inline]
+    pub(crate) fn first(
+        shared: Arc<Shared<P>>,
+        fut: S::Future,
+        svc: Option<S>,
+        spare: Option<Req>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::First {
+                fut,
+                shared,
+                svc,
+                spare,
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shared: Arc<Shared<P>>,
         fut: S::Future,
@@ -173,22 +190,10 @@ where
                 return Poll::Ready(result.map_err(|e| RetryError::Inner(e.into())));
             }
             // The first attempt failed: from here on, the full machinery.
-            let mut control = Control::new(shared.clone(), svc.take(), spare.take(), None, None);
-            let info = AttemptInfo {
-                number: 1,
-                hedge: false,
-                until: None,
-                started: None,
-            };
-            if let Step::Done(out) = control.finished_slow(result, info, false) {
+            let control = Control::new(shared.clone(), svc.take(), spare.take(), None, None);
+            if let Some(out) = to_full(state.as_mut(), control, result) {
                 return Poll::Ready(out);
             }
-            state.set(State::Full {
-                first: Attempt::Idle,
-                second: Attempt::Idle,
-                timer: None,
-                control,
-            });
         }
         match state.project() {
             StateProj::Full {
@@ -202,8 +207,44 @@ where
     }
 }
 
+/// Decides on the first attempt's failure and, unless that ends the
+/// request, moves the future to the full machinery. Out of line: the first
+/// attempt's path stays small.
+#[cold]
+#[inline(never)]
+fn to_full<S, P, Req>(
+    mut state: Pin<&mut State<S, P, Req>>,
+    mut control: Control<S, P, Req, S::Response>,
+    result: Result<S::Response, S::Error>,
+) -> Option<Output<S::Response>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    P: RetryPolicy<Req, S::Response, S::Error>,
+    Req: Carrier,
+{
+    let info = AttemptInfo {
+        number: 1,
+        hedge: false,
+        until: None,
+        started: None,
+    };
+    if let Step::Done(out) = control.finished(result, info, false) {
+        return Some(out);
+    }
+    state.set(State::Full {
+        first: Attempt::Idle,
+        second: Attempt::Idle,
+        timer: None,
+        control,
+    });
+    None
+}
+
 /// Polls the attempts in flight, drives the next attempt's readiness, and
-/// handles the timer.
+/// handles the timer. Kept out of line so that the first attempt's path
+/// stays small.
+#[inline(never)]
 fn poll_full<S, P, Req>(
     mut first: Pin<&mut Attempt<S::Future>>,
     mut second: Pin<&mut Attempt<S::Future>>,
@@ -220,11 +261,7 @@ where
     'poll: loop {
         // 1. The attempts in flight.
         for index in 0..2 {
-            let (mut mine, mut other) = if index == 0 {
-                (first.as_mut(), second.as_mut())
-            } else {
-                (second.as_mut(), first.as_mut())
-            };
+            let (mut mine, mut other) = pair(index, &mut first, &mut second);
             let AttemptProj::Running { fut, info } = mine.as_mut().project() else {
                 continue;
             };
@@ -300,11 +337,7 @@ where
 
         // 4. The timer fired: everything due at `at` is due now.
         for index in 0..2 {
-            let (mut mine, other) = if index == 0 {
-                (first.as_mut(), second.as_mut())
-            } else {
-                (second.as_mut(), first.as_mut())
-            };
+            let (mut mine, other) = pair(index, &mut first, &mut second);
             let Some(info) = mine.info() else { continue };
             let Some((t, is_deadline)) = info.until else {
                 continue;
@@ -334,6 +367,19 @@ where
         if control.wake_at.is_some_and(|t| t <= at) {
             control.wake_due();
         }
+    }
+}
+
+/// The attempt slot `index` and the other one.
+fn pair<'a, F>(
+    index: usize,
+    first: &'a mut Pin<&mut Attempt<F>>,
+    second: &'a mut Pin<&mut Attempt<F>>,
+) -> (Pin<&'a mut Attempt<F>>, Pin<&'a mut Attempt<F>>) {
+    if index == 0 {
+        (first.as_mut(), second.as_mut())
+    } else {
+        (second.as_mut(), first.as_mut())
     }
 }
 

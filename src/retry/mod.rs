@@ -47,7 +47,7 @@
 //! outcome is returned unchanged:
 //!
 //! - the request is retryable (a predicate on the request, [`Retryable`]; by
-//!   default every request; the `http` feature restricts it by method);
+//!   default every request; the planned `http` feature restricts it by method);
 //! - a copy of it could be made ([`Replay`](crate::signal::Replay), `Clone`
 //!   by default). A request that cannot be copied is sent once and its
 //!   outcome returned, never lost, and the `not_cloneable` counter rises;
@@ -69,7 +69,7 @@
 //! from the outcome through the shared [`RetryAfter`](crate::signal::RetryAfter)
 //! hook, by default from the [`Unavailable`](crate::signal::Unavailable)
 //! signal an error carries (the crate's breaker, shard and balancer errors
-//! carry one; the `http` feature adds HTTP `Retry-After`). So a retry against
+//! carry one; the planned `http` feature adds HTTP `Retry-After`). So a retry against
 //! an open breaker waits exactly until the breaker lets calls through again
 //! rather than failing fast again and again; a hint of zero retries at once.
 //!

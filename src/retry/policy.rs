@@ -12,7 +12,7 @@ use crate::signal::{CloneReplay, ErrorRetryAfter, Replay, RetryAfter};
 /// A request that is not retryable is sent once and neither retried nor
 /// hedged: use it for requests that are not idempotent. Implemented for
 /// closures `Fn(&Req) -> bool`; [`AllRequests`] (the default) retries every
-/// request. The `http` feature restricts retries to idempotent methods.
+/// request. The planned `http` feature restricts retries to idempotent methods.
 pub trait Retryable<Req> {
     /// Whether `req` may be sent again.
     fn is_retryable(&self, req: &Req) -> bool;

@@ -186,7 +186,32 @@ where
             }
             None => shared.stats.requests.inc(),
         }
-        // Read the clock only when a knob needs it.
+        if shared.reads_clock || shared.latency.is_some() || req.deadline().is_some() {
+            return self.call_timed(req);
+        }
+        // The common case: no timer, no clock read.
+        let spare = if shared.retries && shared.policy.is_retryable(&req) {
+            shared.copy(&mut req)
+        } else {
+            None
+        };
+        let fut = self.inner.call(req);
+        let svc = spare.as_ref().map(|_| self.inner.clone());
+        ResponseFuture::first(self.shared.clone(), fut, svc, spare)
+    }
+}
+
+impl<S, P> Retry<S, P> {
+    /// A call with a deadline, timeouts or hedging: the clock is read and
+    /// the response future starts with its timers.
+    #[inline(never)]
+    fn call_timed<Req>(&mut self, mut req: Req) -> ResponseFuture<S, P, Req>
+    where
+        S: Service<Req> + Clone,
+        P: RetryPolicy<Req, S::Response, S::Error>,
+        Req: Carrier,
+    {
+        let shared = &*self.shared;
         let now = shared.reads_clock.then(|| shared.now());
         let deadline = match now {
             Some(now) => shared.deadline(&mut req, now),
