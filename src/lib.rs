@@ -37,6 +37,8 @@
 //! - [`cache`]: hits answered without touching the network or allocating,
 //!   one upstream call per key under a stampede, stale serving (while
 //!   revalidating, and when the backend fails), invalidation.
+//! - [`retry`]: jittered backoff, a lock-free retry budget, retry-after hints
+//!   and hedging, as one [`Retry`](retry::Retry) layer.
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
@@ -87,6 +89,7 @@ pub mod clock;
 pub mod config;
 pub mod key;
 mod metrics;
+pub mod retry;
 pub mod shard;
 pub mod signal;
 mod worker;
@@ -120,4 +123,5 @@ pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
 pub use key::{Key, KeyFn, KeyHasher};
+pub use retry::{Retry, RetryConfig, RetryError, RetryHandle, RetryLayer};
 pub use shard::{Shard, ShardConfig, ShardError, ShardLayer};

@@ -381,6 +381,76 @@ impl ErrorSignals for tower::timeout::error::Elapsed {
 }
 
 // ---------------------------------------------------------------------------
+// Retry-after hints from outcomes
+// ---------------------------------------------------------------------------
+
+/// Reads a "retry after" hint from a call's outcome: how long to wait before
+/// sending the request again.
+///
+/// The retry layer asks it after each failed attempt, and a hint wins over the
+/// backoff. [`ErrorRetryAfter`] (the default) finds the [`Unavailable`] signal
+/// in an error (an open breaker's, a shard's, a balancer's); the `http`
+/// feature adds one that also reads an HTTP `Retry-After` header from a
+/// response. Implemented for closures `Fn(&Result<Res, E>) -> Option<Duration>`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fleet::signal::{ErrorRetryAfter, RetryAfter, Unavailable, UnavailableKind};
+///
+/// let open: Result<(), tower_fleet::BoxError> = Err(Box::new(
+///     Unavailable::new(UnavailableKind::CircuitOpen).with_retry_after(Some(Duration::from_secs(2))),
+/// ));
+/// assert_eq!(ErrorRetryAfter.retry_after(&open), Some(Duration::from_secs(2)));
+///
+/// // A protocol that answers "busy, try in 1s" in its responses:
+/// let busy = |r: &Result<&str, std::io::Error>| match r {
+///     Ok("busy") => Some(Duration::from_secs(1)),
+///     _ => None,
+/// };
+/// assert_eq!(busy.retry_after(&Ok("busy")), Some(Duration::from_secs(1)));
+/// ```
+pub trait RetryAfter<Res, E> {
+    /// The wait the outcome asks for, if it asks for one.
+    fn retry_after(&self, outcome: &Result<Res, E>) -> Option<Duration>;
+}
+
+/// Reads the retry-after of the [`Unavailable`] signal an error carries,
+/// through [`ErrorSignals`]. Responses carry no hint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorRetryAfter;
+
+impl<Res, E: ErrorSignals> RetryAfter<Res, E> for ErrorRetryAfter {
+    #[inline]
+    fn retry_after(&self, outcome: &Result<Res, E>) -> Option<Duration> {
+        match outcome {
+            Ok(_) => None,
+            Err(e) => e.unavailable().and_then(Unavailable::retry_after),
+        }
+    }
+}
+
+/// Never reads a hint: for error types that do not implement [`ErrorSignals`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoRetryAfter;
+
+impl<Res, E> RetryAfter<Res, E> for NoRetryAfter {
+    #[inline]
+    fn retry_after(&self, _outcome: &Result<Res, E>) -> Option<Duration> {
+        None
+    }
+}
+
+impl<Res, E, F> RetryAfter<Res, E> for F
+where
+    F: Fn(&Result<Res, E>) -> Option<Duration>,
+{
+    #[inline]
+    fn retry_after(&self, outcome: &Result<Res, E>) -> Option<Duration> {
+        self(outcome)
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Attempt mark
 // ---------------------------------------------------------------------------
 
@@ -503,10 +573,26 @@ pub trait Carrier {
         let _ = mark;
         false
     }
+
+    /// Whether [`set_attempt`](Self::set_attempt) would keep a mark.
+    ///
+    /// Layers ask before they make a mark for a request that has none, since
+    /// making one allocates and a request that cannot carry it would drop it.
+    /// The default, `true`, is always correct (at worst a mark is made and
+    /// dropped); the types of this crate that carry nothing answer `false`.
+    fn can_carry_attempt(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! carries_nothing {
-    ($($t:ty),* $(,)?) => {$( impl Carrier for $t {} )*};
+    ($($t:ty),* $(,)?) => {$(
+        impl Carrier for $t {
+            fn can_carry_attempt(&self) -> bool {
+                false
+            }
+        }
+    )*};
 }
 
 carries_nothing!(
@@ -529,11 +615,25 @@ carries_nothing!(
     bytes::Bytes,
 );
 
-impl Carrier for &str {}
-impl Carrier for &[u8] {}
-impl<T> Carrier for Vec<T> {}
-impl<T: ?Sized> Carrier for Box<T> {}
-impl<T: ?Sized> Carrier for Arc<T> {}
+carries_nothing!(&str, &[u8]);
+
+impl<T> Carrier for Vec<T> {
+    fn can_carry_attempt(&self) -> bool {
+        false
+    }
+}
+
+impl<T: ?Sized> Carrier for Box<T> {
+    fn can_carry_attempt(&self) -> bool {
+        false
+    }
+}
+
+impl<T: ?Sized> Carrier for Arc<T> {
+    fn can_carry_attempt(&self) -> bool {
+        false
+    }
+}
 
 /// Any payload with a deadline and an attempt mark.
 #[derive(Clone, Debug, Default)]
@@ -696,6 +796,36 @@ mod tests {
         let late: BoxError = Box::new(DeadlineExceeded);
         assert!(late.deadline_exceeded());
         assert!(!plain.deadline_exceeded());
+    }
+
+    #[test]
+    fn retry_after_hints_come_from_errors_or_closures() {
+        let after = Some(Duration::from_millis(750));
+        let open: Result<u8, BoxError> = Err(Box::new(Outer(
+            Unavailable::new(UnavailableKind::CircuitOpen).with_retry_after(after),
+        )));
+        assert_eq!(ErrorRetryAfter.retry_after(&open), after);
+        assert_eq!(NoRetryAfter.retry_after(&open), None);
+        let plain: Result<u8, BoxError> = Err("boom".into());
+        assert_eq!(ErrorRetryAfter.retry_after(&plain), None);
+        assert_eq!(ErrorRetryAfter.retry_after(&Ok::<u8, BoxError>(1)), None);
+        let by_value =
+            |r: &Result<u8, BoxError>| r.as_ref().ok().map(|v| Duration::from_secs(u64::from(*v)));
+        assert_eq!(by_value.retry_after(&Ok(3)), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn only_carriers_that_keep_a_mark_say_they_can() {
+        assert!(Envelope::new(1u8).can_carry_attempt());
+        assert!(!String::new().can_carry_attempt());
+        assert!(!"str".can_carry_attempt());
+        assert!(!vec![1u8].can_carry_attempt());
+        struct Custom;
+        impl Carrier for Custom {}
+        assert!(
+            Custom.can_carry_attempt(),
+            "the default must never skip a mark a custom type keeps"
+        );
     }
 
     #[test]
