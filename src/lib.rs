@@ -33,7 +33,8 @@
 //!   Memento), bounded loads, failover along the preference list.
 //! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
 //!   least request, round robin, random), with outlier ejection, health
-//!   checks and slow start.
+//!   checks and slow start; and quorum fan-out over the same replicas
+//!   (W of N writes, R of N reads, merged, with a repair report).
 //! - [`cache`]: hits answered without touching the network or allocating,
 //!   one upstream call per key under a stampede, stale serving (while
 //!   revalidating, and when the backend fails), invalidation.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::quorum::QuorumConfig;
 use crate::config::{non_zero_duration, ConfigError, Validate};
 
 /// How the balancer chooses a replica for each request.
@@ -348,6 +349,11 @@ pub struct BalanceConfig {
     pub health_check: HealthCheckConfig,
     /// Slow start (off by default).
     pub slow_start: SlowStartConfig,
+    /// The quorum mode's settings (see [`QuorumConfig`]), used by the
+    /// balancer's [`quorum`](super::Balance::quorum) views. Default: none,
+    /// which stands for [`QuorumConfig::default`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumConfig>,
 }
 
 impl Default for BalanceConfig {
@@ -359,6 +365,7 @@ impl Default for BalanceConfig {
             outlier: OutlierConfig::default(),
             health_check: HealthCheckConfig::default(),
             slow_start: SlowStartConfig::default(),
+            quorum: None,
         }
     }
 }
@@ -374,7 +381,11 @@ impl Validate for BalanceConfig {
             .map_err(|e| e.within("health_check"))?;
         self.slow_start
             .validate()
-            .map_err(|e| e.within("slow_start"))
+            .map_err(|e| e.within("slow_start"))?;
+        match &self.quorum {
+            Some(q) => q.validate().map_err(|e| e.within("quorum")),
+            None => Ok(()),
+        }
     }
 }
 
