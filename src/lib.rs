@@ -114,7 +114,10 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
+pub use balance::{
+    Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Quorum, QuorumConfig,
+    QuorumError, Strategy,
+};
 pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use cache::{Cache, CacheConfig, CacheError, CacheHandle, CacheLayer};
 pub use classify::{Classify, Outcome};

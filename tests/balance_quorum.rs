@@ -159,6 +159,24 @@ async fn stragglers_beyond_the_bound_or_past_their_timeout_are_cancelled() {
     assert_eq!((c.in_flight, c.successes), (0, 0));
 }
 
+#[tokio::test(start_paused = true)]
+async fn copies_not_sent_when_the_outcome_is_decided_are_dropped() {
+    let ns = nodes(&["a", "b", "c"]);
+    ns[2].ready(false);
+    let mut w = writes(&ns, QuorumConfig::default());
+    let answer = send(&mut w, ()).await.unwrap();
+    assert_eq!(ids(&answer.unanswered), ["c"]);
+    ns[2].ready(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ns[2].calls(), 0, "never sent");
+    let snap = w.handle().snapshot();
+    assert_eq!(snap.replica("c").unwrap().in_flight, 0);
+    assert_eq!(
+        (snap.quorum.stragglers, snap.quorum.stragglers_cancelled),
+        (0, 0)
+    );
+}
+
 type Versioned = (u64, &'static str);
 
 fn versioned(

@@ -325,6 +325,9 @@ impl Validate for SlowStartConfig {
 ///
 /// [slow_start]
 /// window = "30s"
+///
+/// [quorum]                  # optional: the quorum mode's settings
+/// write = 3
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -215,8 +215,10 @@
 //! last write that reached its quorum: read-your-writes (and, for one client,
 //! monotonic reads), as long as the merge keeps the newest version. N is the
 //! number of replicas the copies may land on: the set's size. With `n = k`
-//! smaller than the set, failovers move copies to spares (a sloppy quorum),
-//! so the overlap needs R + W > the set's size, not k. It gives no more:
+//! smaller than the set, a write's copies and a later read's may go to
+//! different replicas (the k best by load change from call to call, and
+//! failovers move copies to spares: a sloppy quorum), so the overlap needs
+//! R + W > the set's size, not k. It gives no more:
 //! which of two concurrent writes is the newest is the merge's business
 //! (last-writer-wins on a version or timestamp that the application puts in
 //! its data; the balancer neither stamps nor orders writes), and a write
@@ -241,7 +243,8 @@
 //! [`Quorum::balance`] view) share all of it.
 //!
 //! **Costs and guarantees.** A call scans the set once (O(replicas)) and
-//! reads the clock once; it allocates one task node per copy
+//! reads the clock once to pick (and, under peak-EWMA, once per outcome,
+//! as a single call does); it allocates one task node per copy
 //! (`futures_util`'s `FuturesUnordered`), a copy of the request per replica
 //! and the lists of its report, and spawns a task only when stragglers
 //! remain. Single calls are unchanged. Dropping the response future cancels

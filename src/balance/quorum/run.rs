@@ -110,7 +110,7 @@ where
             .iter_pin_ref()
             .map(|l| l.replica.clone())
             .collect();
-        let mut sent = 0;
+        let mut sent = 0u64;
         for leg in Pin::new(&mut *legs).iter_pin_mut() {
             if leg.as_ref().sent() {
                 sent += 1;
@@ -124,6 +124,7 @@ where
             straggler::release(
                 &self.core.shared,
                 legs,
+                sent,
                 cfg.straggler_timeout,
                 cfg.max_stragglers,
             );

@@ -32,12 +32,14 @@ impl<F> Drop for Stragglers<F> {
     }
 }
 
-/// Lets `legs` (each already sent to its replica) finish in the background
-/// for up to `timeout`, if the balancer's bound of `max` stragglers allows
-/// and a tokio runtime is there to run them; cancels them otherwise.
+/// Lets `legs` (of which `sent` were handed to their replicas; the others
+/// were abandoned and end at their first poll) finish in the background for
+/// up to `timeout`, if the balancer's bound of `max` stragglers allows and a
+/// tokio runtime is there to run them; cancels them otherwise.
 pub(crate) fn release<F>(
     shared: &Arc<Shared>,
     legs: FuturesUnordered<F>,
+    sent: u64,
     timeout: Duration,
     max: u32,
 ) where
@@ -62,9 +64,9 @@ pub(crate) fn release<F>(
             if admitted {
                 q.stragglers.fetch_sub(n, Ordering::Relaxed);
             }
-            q.stragglers_cancelled.add(n);
+            q.stragglers_cancelled.add(sent);
             tracing::debug!(
-                stragglers = n,
+                stragglers = sent,
                 max,
                 "quorum stragglers cancelled: over max_stragglers or no runtime"
             );
