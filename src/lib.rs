@@ -33,7 +33,8 @@
 //!   Memento), bounded loads, failover along the preference list.
 //! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
 //!   least request, round robin, random), with outlier ejection, health
-//!   checks and slow start.
+//!   checks and slow start; and quorum fan-out over the same replicas
+//!   (W of N writes, R of N reads, merged, with a repair report).
 //! - [`cache`]: hits answered without touching the network or allocating,
 //!   one upstream call per key under a stampede, stale serving (while
 //!   revalidating, and when the backend fails), invalidation.
@@ -116,7 +117,10 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
+pub use balance::{
+    Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Quorum, QuorumConfig,
+    QuorumError, Strategy,
+};
 pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use cache::{Cache, CacheConfig, CacheError, CacheHandle, CacheLayer};
 pub use classify::{Classify, Outcome};

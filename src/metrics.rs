@@ -13,6 +13,12 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `n` events.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The events counted so far.
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

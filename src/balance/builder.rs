@@ -15,6 +15,7 @@ use super::discover::{self, BoxDiscover, Wrap};
 use super::error::BalanceBuildError;
 use super::handle::BalanceHandle;
 use super::health_check::{self, Probe};
+use super::quorum::QuorumConfig;
 use super::replica::{Replica, ReplicaSpec};
 use super::service::Balance;
 use crate::breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, OpenMode};
@@ -135,6 +136,14 @@ impl<In, S, C> BalanceBuilder<In, S, C> {
     #[must_use]
     pub fn slow_start(mut self, slow_start: SlowStartConfig) -> Self {
         self.config.slow_start = slow_start;
+        self
+    }
+
+    /// The quorum mode's settings, used by [`build_quorum`](Self::build_quorum)
+    /// and by every [`Balance::quorum`] view of the balancer built.
+    #[must_use]
+    pub fn quorum(mut self, quorum: QuorumConfig) -> Self {
+        self.config.quorum = Some(quorum);
         self
     }
 

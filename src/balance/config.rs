@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::quorum::QuorumConfig;
 use crate::config::{non_zero_duration, ConfigError, Validate};
 
 /// How the balancer chooses a replica for each request.
@@ -324,6 +325,9 @@ impl Validate for SlowStartConfig {
 ///
 /// [slow_start]
 /// window = "30s"
+///
+/// [quorum]                  # optional: the quorum mode's settings
+/// write = 3
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -348,6 +352,11 @@ pub struct BalanceConfig {
     pub health_check: HealthCheckConfig,
     /// Slow start (off by default).
     pub slow_start: SlowStartConfig,
+    /// The quorum mode's settings (see [`QuorumConfig`]), used by the
+    /// balancer's [`quorum`](super::Balance::quorum) views. Default: none,
+    /// which stands for [`QuorumConfig::default`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumConfig>,
 }
 
 impl Default for BalanceConfig {
@@ -359,6 +368,7 @@ impl Default for BalanceConfig {
             outlier: OutlierConfig::default(),
             health_check: HealthCheckConfig::default(),
             slow_start: SlowStartConfig::default(),
+            quorum: None,
         }
     }
 }
@@ -374,7 +384,11 @@ impl Validate for BalanceConfig {
             .map_err(|e| e.within("health_check"))?;
         self.slow_start
             .validate()
-            .map_err(|e| e.within("slow_start"))
+            .map_err(|e| e.within("slow_start"))?;
+        match &self.quorum {
+            Some(q) => q.validate().map_err(|e| e.within("quorum")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use super::config::{BalanceConfig, OutlierConfig, Strategy};
 use super::error::MembershipError;
+use super::quorum::{QuorumConfig, QuorumCounters};
 use super::replica::{Replica, ReplicaId, ReplicaSpec, ReplicaState};
 use super::set::ReplicaSet;
 use super::slow_start::{self, SlowStart};
@@ -47,6 +48,8 @@ pub(crate) struct Settings {
     pub(crate) panic_threshold: u32,
     pub(crate) outlier: Option<OutlierConfig>,
     pub(crate) slow_start: Option<SlowStart>,
+    /// The quorum mode's settings (the defaults when the config has none).
+    pub(crate) quorum: QuorumConfig,
 }
 
 impl Settings {
@@ -76,6 +79,7 @@ impl Settings {
             panic_threshold: c.panic_threshold,
             outlier: c.outlier.enabled.then(|| c.outlier.clone()),
             slow_start: SlowStart::from_config(&c.slow_start),
+            quorum: c.quorum.unwrap_or_default(),
         }
     }
 
@@ -96,6 +100,7 @@ pub(crate) struct Stats {
     pub(crate) discovery_errors: Counter,
     pub(crate) ejections_refused: Counter,
     pub(crate) panics: Counter,
+    pub(crate) quorum: QuorumCounters,
 }
 
 /// The part of the shared state that does not depend on the service type, so

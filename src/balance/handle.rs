@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::core::{Core, Kind};
 use super::error::MembershipError;
+use super::quorum::QuorumStats;
 use super::replica::{Replica, ReplicaId, ReplicaSpec};
 use super::set::{Avoid, Choice, Now};
 use crate::clock::Ticks;
@@ -184,6 +185,7 @@ impl<S> BalanceHandle<S> {
             membership_changes: c.membership_changes.get(),
             membership_errors: c.membership_errors.get(),
             discovery_errors: c.discovery_errors.get(),
+            quorum: c.quorum.snapshot(),
         }
     }
 }
@@ -245,6 +247,8 @@ pub struct BalanceSnapshot {
     pub membership_errors: u64,
     /// Errors reported by the discovery stream.
     pub discovery_errors: u64,
+    /// The quorum mode's counters.
+    pub quorum: QuorumStats,
 }
 
 impl BalanceSnapshot {

@@ -124,6 +124,139 @@
 //! (a timeout, a concurrency limit); pair it with
 //! [`BalanceBuilder::health_from_source`] for layers that publish health.
 //!
+//! # Quorum fan-out
+//!
+//! Replicated stores (Dynamo, Cassandra, Riak) do not send a request to one
+//! replica: a write goes to every replica of its key and succeeds once W of
+//! them acknowledged it; a read asks several and keeps the newest answer.
+//! [`Balance::quorum`] (or [`BalanceBuilder::build_quorum`], or a
+//! [`QuorumLayer`]) makes a
+//! [`Quorum`] view of a balancer that does this over the balancer's own
+//! replica set, health signals and load metric:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::{Arc, Mutex};
+//! use tower::{service_fn, Service, ServiceExt};
+//! use tower_fleet::balance::{newest, Balance, QuorumKind, Replica};
+//!
+//! #[derive(Clone)]
+//! enum Op { Put(u64, &'static str), Get }
+//! impl tower_fleet::signal::Carrier for Op {}
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_fleet::BoxError> {
+//! // A replica holds one versioned cell and keeps the highest version written.
+//! let replica = |name: &'static str| {
+//!     let cell = Arc::new(Mutex::new((0u64, "")));
+//!     Replica::new(name, service_fn(move |op: Op| {
+//!         let cell = cell.clone();
+//!         async move {
+//!             let mut held = cell.lock().unwrap();
+//!             if let Op::Put(version, value) = op {
+//!                 if version > held.0 { *held = (version, value) }
+//!             }
+//!             Ok::<_, Infallible>(*held)
+//!         }
+//!     }))
+//! };
+//!
+//! // The defaults: every replica gets a copy; writes need 2 of 3, reads 2 of 3.
+//! let store = Balance::builder()
+//!     .replicas(["a", "b", "c"].map(replica))
+//!     .build_quorum(
+//!         |op: &Op| match op { Op::Put(..) => QuorumKind::Write, Op::Get => QuorumKind::Read },
+//!         newest(|held: &(u64, &str)| held.0),
+//!     )?;
+//! let mut client = store.clone();
+//! client.ready().await?.call(Op::Put(1, "hello")).await?;
+//! let read = client.ready().await?.call(Op::Get).await?;
+//! assert_eq!(read.merged, (1, "hello"));
+//! assert!(read.replies.len() >= 2);
+//! # Ok(()) }
+//! ```
+//!
+//! How a call goes:
+//!
+//! - **Copies.** Each replica gets its own copy of the request, made by a
+//!   [`Replay`](crate::signal::Replay) (`Clone` by default, see
+//!   [`Quorum::replay`]). A request that cannot be copied fails with
+//!   [`QuorumError::NotReplayable`] before anything is sent: it is never
+//!   silently sent to one replica.
+//! - **Which replicas.** With `n = "all"` (the default), every available
+//!   replica; with `n = k`, the k best available by the strategy's cost
+//!   (peak-EWMA load or in-flight requests; in turn for round robin), the
+//!   others being spares. Replicas that are unavailable (breaker open,
+//!   ejected, failing health checks, their own signal) are skipped as for a
+//!   single call. With fewer than the quorum available, the call fails at
+//!   once, with a retry-after when the replicas said when they are back.
+//! - **Which quorum.** A [`ChooseQuorum`] gives each request its
+//!   [`QuorumKind`]: `Read` needs `read` (R) successes, `Write` needs `write`
+//!   (W), `All` every replica asked, `Count(q)` q.
+//! - **When it answers.** As soon as q copies succeeded (a copy succeeds when
+//!   its replica answered `Ok` and the classifier does not call the answer a
+//!   failure). It fails as soon as q can no longer be reached, or when
+//!   `timeout` (or the request's [deadline](crate::signal::Carrier::deadline))
+//!   passes. A copy that fails (or whose replica is not ready within
+//!   `ready_timeout`) is replaced by a copy to a spare replica, the best one
+//!   not asked yet, while one is available.
+//! - **Stragglers.** Once the outcome is decided the caller stops waiting;
+//!   copies already sent finish in the background, so that their outcomes
+//!   reach the replicas' health and a write still lands everywhere it can.
+//!   At most `max_stragglers` per balancer run at once, each for at most
+//!   `straggler_timeout`; beyond either they are cancelled (and counted).
+//!   Copies not sent yet are dropped.
+//! - **Merging.** The successful replies, in arrival order, go to a
+//!   [`Merge`]: [`newest`] (the greatest version wins), [`FirstReply`], or
+//!   any function of [`Replies`].
+//!
+//! **What R + W > N gives.** When a write needs W acknowledgements and a
+//! read R answers out of the same N replicas, and R + W > N, every read that
+//! reached its quorum heard from at least one replica that acknowledged the
+//! last write that reached its quorum: read-your-writes (and, for one client,
+//! monotonic reads), as long as the merge keeps the newest version. N is the
+//! number of replicas the copies may land on: the set's size. With `n = k`
+//! smaller than the set, a write's copies and a later read's may go to
+//! different replicas (the k best by load change from call to call, and
+//! failovers move copies to spares: a sloppy quorum), so the overlap needs
+//! R + W > the set's size, not k. It gives no more:
+//! which of two concurrent writes is the newest is the merge's business
+//! (last-writer-wins on a version or timestamp that the application puts in
+//! its data; the balancer neither stamps nor orders writes), and a write
+//! that failed its quorum may still have landed on some replicas (they are
+//! in [`QuorumFailure::succeeded`]), where a later read may find it.
+//!
+//! **Repair.** The balancer does not repair replicas; it tells the caller
+//! which ones to repair. A [`QuorumResponse`] lists every replica asked:
+//! `replies` (who succeeded, with what), `failed` (whose copy failed, with
+//! the error) and `unanswered` (whose copy had not answered when the outcome
+//! was decided, or was never sent). The replicas that may miss the newest
+//! value, the "failed replicas" of a read repair, are those whose reply is
+//! older, those that failed and those that did not answer:
+//! [`QuorumResponse::lagging`] lists them, and a read repair writes the
+//! merged value back to them. A failed call's [`QuorumFailure`] lists the same.
+//!
+//! **Health.** Every copy counts exactly as a single call: its replica's
+//! in-flight count and latency estimate, the outcome (by the balancer's
+//! classifier) in ejection and the counters, and the replica's breaker,
+//! which is the service the copy goes through. Stragglers count when they
+//! finish. Quorum calls and single calls over one balancer (a
+//! [`Quorum::balance`] view) share all of it.
+//!
+//! **Costs and guarantees.** A call scans the set once (O(replicas)) and
+//! reads the clock once to pick (and, under peak-EWMA, once per outcome,
+//! as a single call does); it allocates one task node per copy
+//! (`futures_util`'s `FuturesUnordered`), a copy of the request per replica
+//! and the lists of its report, and spawns a task only when stragglers
+//! remain. Single calls are unchanged. Dropping the response future cancels
+//! every copy (charged the time it took, as a cancelled single call). The
+//! replicas' services, futures and responses, the classifier and the request
+//! must be `Send + 'static`, since stragglers run on tokio tasks; outside a
+//! runtime, stragglers are cancelled.
+//!
+//! [`QuorumConfig`] (the `[quorum]` table of a [`BalanceConfig`]): `n`
+//! (`"all"`), `read` (2), `write` (2), `timeout` (1s), `straggler_timeout`
+//! (5s), `max_stragglers` (1024).
+//!
 //! # Guarantees and costs
 //!
 //! - The pick takes no lock and does not allocate: a snapshot load, two
@@ -143,7 +276,10 @@
 //!
 //! [`BalanceError`] wraps the inner service's error with the replica's id
 //! ([`BalanceError::Inner`]); the shared signals stay findable through
-//! [`ErrorSignals`](crate::signal::ErrorSignals).
+//! [`ErrorSignals`](crate::signal::ErrorSignals). A quorum call's
+//! [`QuorumError`] collects the replicas' errors in its report; a failed
+//! quorum carries the shared [`Unavailable`](crate::signal::Unavailable)
+//! signal of kind `QuorumFailed` as its source.
 
 mod builder;
 mod config;
@@ -158,6 +294,7 @@ mod health_check;
 mod layer;
 mod least_request;
 mod outlier;
+mod quorum;
 mod random;
 mod replica;
 mod round_robin;
@@ -171,5 +308,10 @@ pub use error::{BalanceBuildError, BalanceError, MembershipError};
 pub use future::ResponseFuture;
 pub use handle::{BalanceHandle, BalanceSnapshot, ReplicaStats};
 pub use layer::BalanceLayer;
+pub use quorum::{
+    newest, ChooseQuorum, CopyError, FanOut, FirstReply, Merge, Newest, Quorum, QuorumConfig,
+    QuorumError, QuorumFailure, QuorumFuture, QuorumKind, QuorumLayer, QuorumResponse, QuorumStats,
+    ReplicaFailure, Replies, Reply,
+};
 pub use replica::{Replica, ReplicaId, ReplicaSpec};
 pub use service::Balance;

@@ -138,6 +138,67 @@ impl<S> ReplicaSet<S> {
             None => p.scan(now),
         }
     }
+
+    /// For a fan-out: up to `max` available replicas not in `avoid`, best
+    /// first by the strategy's cost (lowest load first; in turn for round
+    /// robin, from a random start for random), as (cost, slot index) in
+    /// `out`, which must come empty. With none available, when one may be,
+    /// if known. Scans the whole set.
+    pub(crate) fn best(
+        &self,
+        shared: &Shared,
+        cursor: &AtomicUsize,
+        avoid: &[EndpointId],
+        max: usize,
+        now: &mut Now<'_>,
+        out: &mut Vec<(f64, usize)>,
+    ) -> Option<Instant> {
+        let n = self.slots.len();
+        if n == 0 || max == 0 {
+            return None;
+        }
+        let avoid = Avoid {
+            hard: avoid,
+            soft: &[],
+        };
+        let p = Picker {
+            set: self,
+            shared,
+            avoid: &avoid,
+            panic: shared.panic(),
+        };
+        let start = match shared.settings.kind {
+            Kind::RoundRobin => cursor.fetch_add(1, Ordering::Relaxed) % n,
+            _ => random::below(n),
+        };
+        let clock = &shared.clock;
+        let mut any_available = false;
+        let mut earliest: Option<Instant> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let slot = &self.slots[i];
+            let st = &slot.state;
+            if st.usable(slot.source.as_ref(), clock, p.panic) {
+                any_available = true;
+                if !avoid.hard.contains(&st.endpoint) {
+                    out.push((p.cost(i, now), i));
+                }
+            } else if let Health::Unavailable { until: Some(t) } =
+                st.health(slot.source.as_ref(), clock, p.panic)
+            {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        // Stable: equal costs keep the order of the walk from `start`.
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.truncate(max);
+        if any_available {
+            shared.mark_up();
+        } else {
+            shared.mark_down(earliest);
+        }
+        earliest
+    }
 }
 
 impl<S> Picker<'_, S> {
