@@ -17,7 +17,11 @@ use tower_fleet::key::Key;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations (and reallocations) made by `hits` hits after a warm-up.
+/// Allocations (and reallocations) made by `hits` hits after a warm-up: the
+/// fewest of three rounds. The allocator's count is process-wide, so a rare
+/// allocation by something else (the test harness, a lazily initialised
+/// global) can land in one round; an allocation per hit lands in every round
+/// `hits` times over.
 async fn allocations_of_hits<S, Req>(svc: &mut S, req: impl Fn() -> Req, hits: usize) -> usize
 where
     S: Service<Req>,
@@ -26,12 +30,16 @@ where
     for _ in 0..100 {
         svc.ready().await.unwrap().call(req()).await.unwrap();
     }
-    let region = Region::new(GLOBAL);
-    for _ in 0..hits {
-        svc.ready().await.unwrap().call(req()).await.unwrap();
+    let mut fewest = usize::MAX;
+    for _round in 0..3 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..hits {
+            svc.ready().await.unwrap().call(req()).await.unwrap();
+        }
+        let change = region.change();
+        fewest = fewest.min(change.allocations + change.reallocations);
     }
-    let change = region.change();
-    change.allocations + change.reallocations
+    fewest
 }
 
 #[test]
