@@ -93,6 +93,7 @@ mod metrics;
 pub mod retry;
 pub mod shard;
 pub mod signal;
+pub mod stack;
 mod worker;
 
 /// The boxed error type the layers accept from inner services.

@@ -107,3 +107,16 @@ impl<Req, T: 'static> Policy<Req, T> for DefaultPolicy<T> {
         }
     }
 }
+
+/// Stores every `Ok` response for the configured freshness: the
+/// [`DefaultPolicy`] without a `cache_if`, for any response type (so it can
+/// be named before the response type is known, as the stack builder does).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreEveryOk;
+
+impl<Req, T> Policy<Req, T> for StoreEveryOk {
+    #[inline]
+    fn freshness(&self, _response: &T, default: Freshness) -> Option<Freshness> {
+        Some(default)
+    }
+}
