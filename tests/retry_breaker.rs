@@ -5,7 +5,6 @@
 
 mod retry_common;
 
-
 use retry_common::{ms, Act, Scripted, ZERO};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
