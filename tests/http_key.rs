@@ -22,15 +22,18 @@ fn key_of<K: KeyFn<Request<()>>>(k: &K, req: &Request<()>) -> Option<String> {
         .map(|k| String::from_utf8(k.as_bytes().to_vec()).unwrap())
 }
 
+/// A name, an extractor, a request, and the key it should find.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&Request<()>) -> Option<String>>,
+    Request<()>,
+    Option<&'static str>,
+);
+
 #[test]
 fn each_extractor_finds_its_key_or_none() {
     let user = Header::named("x-user").unwrap();
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&Request<()>) -> Option<String>>,
-        Request<()>,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "header",
             Box::new(move |r| key_of(&user, r)),
