@@ -38,7 +38,7 @@
 //!   one upstream call per key under a stampede, stale serving (while
 //!   revalidating, and when the backend fails), invalidation.
 //! - [`retry`]: jittered backoff, a lock-free retry budget, retry-after hints
-//!   and hedging, as one [`Retry`](retry::Retry) layer.
+//!   and hedging, as one [`Retry`] layer.
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
