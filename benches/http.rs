@@ -23,8 +23,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::Service;
@@ -62,14 +62,27 @@ fn keys(c: &mut Criterion) {
     let req = request(0);
     let mut g = group(c, "http-key");
     g.bench_function("anchor-headermap-get/extract/1", |b| {
-        b.iter(|| black_box(black_box(&req).headers().get("x-user").map(|v| v.as_bytes().len())))
+        b.iter(|| {
+            black_box(
+                black_box(&req)
+                    .headers()
+                    .get("x-user")
+                    .map(|v| v.as_bytes().len()),
+            )
+        })
     });
     let header = Header::named("x-user").unwrap();
     g.bench_function("header/extract/1", |b| {
         b.iter(|| black_box(header.key(black_box(&req)).map(|k| k.as_bytes().len())))
     });
     g.bench_function("path-segment/extract/1", |b| {
-        b.iter(|| black_box(PathSegment(1).key(black_box(&req)).map(|k| k.as_bytes().len())))
+        b.iter(|| {
+            black_box(
+                PathSegment(1)
+                    .key(black_box(&req))
+                    .map(|k| k.as_bytes().len()),
+            )
+        })
     });
     let query = Query::new("user");
     g.bench_function("query/extract/1", |b| {
@@ -127,7 +140,9 @@ fn replay(c: &mut Criterion) {
             b.iter(|| black_box(replay.replay(black_box(&req))))
         });
         let (parts, body) = request(size).into_parts();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let buffered = rt.block_on(ReplayBody::buffer(body, 64 * 1024)).unwrap();
         let req = Request::from_parts(parts, buffered);
         g.bench_function(format!("http-replay-buffered/copy/{size}"), |b| {
@@ -217,16 +232,32 @@ fn cache(c: &mut Criterion) {
     once(http.call(negotiated())).unwrap();
     let mut g = group(c, "http-cache");
     g.bench_function("anchor-default-policy/hit/1", |b| {
-        b.iter_batched(bare, |req| once(plain.call(req)), criterion::BatchSize::SmallInput)
+        b.iter_batched(
+            bare,
+            |req| once(plain.call(req)),
+            criterion::BatchSize::SmallInput,
+        )
     });
     g.bench_function("http-policy/hit/1", |b| {
-        b.iter_batched(bare, |req| once(http.call(req)), criterion::BatchSize::SmallInput)
+        b.iter_batched(
+            bare,
+            |req| once(http.call(req)),
+            criterion::BatchSize::SmallInput,
+        )
     });
     g.bench_function("http-policy-vary/hit/1", |b| {
-        b.iter_batched(negotiated, |req| once(http.call(req)), criterion::BatchSize::SmallInput)
+        b.iter_batched(
+            negotiated,
+            |req| once(http.call(req)),
+            criterion::BatchSize::SmallInput,
+        )
     });
     g.finish();
-    assert_eq!(http.handle().snapshot().loads, 2, "every bench call was a hit");
+    assert_eq!(
+        http.handle().snapshot().loads,
+        2,
+        "every bench call was a hit"
+    );
 }
 
 fn main() {

@@ -42,7 +42,7 @@
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
-//! - [`http`](crate::http) (feature `http`): HTTP and gRPC for every layer: key
+//! - `http` (feature `http`): HTTP and gRPC for every layer: key
 //!   extractors, classification (gRPC statuses in trailers too), retries by
 //!   method, `Retry-After`, body replay, an RFC 9111 cache policy.
 //!
@@ -122,14 +122,14 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "http")]
+pub use crate::http::{Http, HttpCachePolicy, HttpClassify, HttpConfig, HttpRetryPolicy};
 pub use balance::{Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Strategy};
 pub use breaker::{BreakerConfig, BreakerError, CircuitBreaker, CircuitBreakerLayer};
 pub use cache::{Cache, CacheConfig, CacheError, CacheHandle, CacheLayer};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{ConfigError, Validate};
-#[cfg(feature = "http")]
-pub use crate::http::{Http, HttpCachePolicy, HttpClassify, HttpConfig, HttpRetryPolicy};
 pub use key::{Key, KeyFn, KeyHasher};
 pub use retry::{Retry, RetryConfig, RetryError, RetryHandle, RetryLayer};
 pub use shard::{Shard, ShardConfig, ShardError, ShardLayer};

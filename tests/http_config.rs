@@ -30,8 +30,14 @@ fn invalid_values_name_their_field() {
         ("idempotency_header = \"bad header\"", "idempotency_header"),
         ("grpc_failures = [\"OK\"]", "grpc_failures"),
         ("max_response_body = 0", "max_response_body"),
-        ("[cache]\nvary_on = [\"accept\", \"no good\"]", "cache.vary_on[1]"),
-        ("[cache]\nheuristic_percent = 101", "cache.heuristic_percent"),
+        (
+            "[cache]\nvary_on = [\"accept\", \"no good\"]",
+            "cache.vary_on[1]",
+        ),
+        (
+            "[cache]\nheuristic_percent = 101",
+            "cache.heuristic_percent",
+        ),
         ("[cache]\nmax_heuristic = \"0s\"", "cache.max_heuristic"),
     ];
     for (text, field) in cases {
