@@ -16,7 +16,9 @@ use http::Request;
 use http_body_util::Full;
 use http_common::{response, Origin};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_fleet::http::{BufferRequestLayer, BufferResponseLayer, Http};
+use tower_fleet::http::{
+    BufferRequestLayer, BufferResponse, BufferResponseLayer, Http, HttpRetryPolicy,
+};
 use tower_fleet::retry::Retry;
 use tower_fleet::BoxError;
 
@@ -37,6 +39,17 @@ where
     svc.ready().await?.call(req).await
 }
 
+type Retrying = Retry<BufferResponse<http_common::Duplex>, HttpRetryPolicy>;
+
+/// The retry layer with the HTTP policy over hyper to `origin`.
+fn retrying(origin: &Origin) -> Retrying {
+    let http = Http::builder().build().unwrap();
+    Retry::builder()
+        .policy(http.retry_policy())
+        .build(http.buffer_response_layer().layer(origin.duplex()))
+        .unwrap()
+}
+
 fn req(method: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::builder()
         .method(method)
@@ -48,11 +61,7 @@ fn req(method: &str, body: &'static str) -> Request<Full<Bytes>> {
 #[tokio::test(start_paused = true)]
 async fn a_503_with_retry_after_1_is_retried_after_one_second() {
     let origin = flaky(&[("retry-after", "1")]);
-    let http = Http::builder().build().unwrap();
-    let mut svc = Retry::builder()
-        .policy(http.retry_policy())
-        .build(http.buffer_response_layer().layer(origin.duplex()))
-        .unwrap();
+    let mut svc = retrying(&origin);
     let res = send(&mut svc, req("GET", "")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.body(), &Bytes::from_static(b"ok"));
@@ -65,11 +74,7 @@ async fn a_503_with_retry_after_1_is_retried_after_one_second() {
 #[tokio::test(start_paused = true)]
 async fn a_post_that_fails_is_not_retried() {
     let origin = flaky(&[("retry-after", "1")]);
-    let http = Http::builder().build().unwrap();
-    let mut svc = Retry::builder()
-        .policy(http.retry_policy())
-        .build(http.buffer_response_layer().layer(origin.duplex()))
-        .unwrap();
+    let mut svc = retrying(&origin);
     let start = tokio::time::Instant::now();
     let res = send(&mut svc, req("POST", "order")).await.unwrap();
     assert_eq!(res.status(), 503, "the failure is returned as it is");
@@ -81,10 +86,7 @@ async fn a_post_that_fails_is_not_retried() {
         .headers_mut()
         .insert("idempotency-key", "o-1".parse().unwrap());
     let origin = flaky(&[]);
-    let mut svc = Retry::builder()
-        .policy(http.retry_policy())
-        .build(http.buffer_response_layer().layer(origin.duplex()))
-        .unwrap();
+    let mut svc = retrying(&origin);
     let res = send(&mut svc, keyed).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(origin.calls(), 2);
@@ -128,11 +130,7 @@ async fn a_post_that_was_never_sent_is_retried() {
 async fn a_huge_retry_after_is_not_waited_for() {
     for hint in ["3600", "99999999999999999999"] {
         let origin = Origin::new(move |_r, _n| response(503, &[("retry-after", hint)], "busy"));
-        let http = Http::builder().build().unwrap();
-        let mut svc = Retry::builder()
-            .policy(http.retry_policy())
-            .build(http.buffer_response_layer().layer(origin.duplex()))
-            .unwrap();
+        let mut svc = retrying(&origin);
         let start = tokio::time::Instant::now();
         let res = send(&mut svc, req("GET", "")).await.unwrap();
         assert_eq!(res.status(), 503);
