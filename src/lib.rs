@@ -43,6 +43,9 @@
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
+//! - `http` (feature `http`): HTTP and gRPC for every layer: key
+//!   extractors, classification (gRPC statuses in trailers too), retries by
+//!   method, `Retry-After`, body replay, an RFC 9111 cache policy.
 //!
 //! The shard layer:
 //!
@@ -88,6 +91,9 @@ pub mod cache;
 pub mod classify;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod key;
 mod metrics;
 pub mod retry;
@@ -118,6 +124,8 @@ impl NoRuntime {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "http")]
+pub use crate::http::{Http, HttpCachePolicy, HttpClassify, HttpConfig, HttpRetryPolicy};
 pub use balance::{
     Balance, BalanceConfig, BalanceError, BalanceHandle, BalanceLayer, Quorum, QuorumConfig,
     QuorumError, Strategy,

@@ -309,6 +309,16 @@ pub trait ErrorSignals {
     fn deadline_exceeded(&self) -> bool {
         false
     }
+
+    /// This error as a `std` error, so that readers can walk its `source()`
+    /// chain for signals this trait does not name (the `http` feature looks
+    /// there for connection errors that prove a request was never sent).
+    ///
+    /// The default, `None`, hides the chain. `BoxError`, `std::io::Error`
+    /// and the crate's own errors return themselves.
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        None
+    }
 }
 
 /// The [`Unavailable`] signal in `err` or anywhere along its `source()` chain.
@@ -342,10 +352,16 @@ impl ErrorSignals for BoxError {
     fn deadline_exceeded(&self) -> bool {
         find_deadline_exceeded(&**self)
     }
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&**self)
+    }
 }
 
 impl ErrorSignals for Unavailable {
     fn unavailable(&self) -> Option<&Unavailable> {
+        Some(self)
+    }
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
         Some(self)
     }
 }
@@ -357,6 +373,9 @@ impl ErrorSignals for DeadlineExceeded {
     fn deadline_exceeded(&self) -> bool {
         true
     }
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
+    }
 }
 
 impl ErrorSignals for std::io::Error {
@@ -365,6 +384,9 @@ impl ErrorSignals for std::io::Error {
     }
     fn deadline_exceeded(&self) -> bool {
         find_deadline_exceeded(self)
+    }
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
     }
 }
 
@@ -377,6 +399,9 @@ impl ErrorSignals for std::convert::Infallible {
 impl ErrorSignals for tower::timeout::error::Elapsed {
     fn unavailable(&self) -> Option<&Unavailable> {
         None
+    }
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
     }
 }
 
@@ -796,6 +821,23 @@ mod tests {
         let late: BoxError = Box::new(DeadlineExceeded);
         assert!(late.deadline_exceeded());
         assert!(!plain.deadline_exceeded());
+    }
+
+    #[test]
+    fn errors_expose_their_chain_for_other_readers() {
+        let boxed: BoxError = Box::new(Outer(Unavailable::new(UnavailableKind::NotReady)));
+        let chain = boxed.as_error().unwrap();
+        assert!(chain.is::<Outer>());
+        assert!(chain.source().unwrap().is::<Unavailable>());
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(io.as_error().unwrap().is::<std::io::Error>());
+        struct Opaque;
+        impl ErrorSignals for Opaque {
+            fn unavailable(&self) -> Option<&Unavailable> {
+                None
+            }
+        }
+        assert!(Opaque.as_error().is_none(), "the default hides the chain");
     }
 
     #[test]

@@ -164,3 +164,90 @@ async fn a_writer_that_invalidates_after_its_write_never_reads_its_old_value_bac
         r.await.unwrap();
     }
 }
+
+/// Requests named `write:<key>` change `<key>`, `peek:<key>` bypass the
+/// cache; answers from the store say how long they were stored.
+struct Modes;
+
+impl tower_fleet::cache::Policy<String, String> for Modes {
+    fn request_mode(&self, req: &String) -> tower_fleet::cache::RequestMode {
+        use tower_fleet::cache::RequestMode;
+        if req.starts_with("write:") {
+            RequestMode::Invalidate
+        } else if req.starts_with("peek:") {
+            RequestMode::Bypass
+        } else {
+            RequestMode::Lookup
+        }
+    }
+    fn freshness(
+        &self,
+        _response: &String,
+        default: tower_fleet::cache::Freshness,
+    ) -> Option<tower_fleet::cache::Freshness> {
+        Some(default)
+    }
+    fn served(&self, response: String, age: Duration) -> String {
+        format!("{response} aged {}s", age.as_secs())
+    }
+}
+
+#[allow(clippy::ptr_arg)]
+fn unprefixed(req: &String) -> Option<Key<'_>> {
+    let k = req.split_once(':').map_or(req.as_str(), |(_, k)| k);
+    Some(Key::from(k))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_changes_its_key_invalidates_it_when_answered() {
+    let up = Upstream::new(Duration::ZERO);
+    let svc = Cache::builder()
+        .key(unprefixed)
+        .ttl(Duration::from_secs(60))
+        .policy(Modes)
+        .build(up.clone())
+        .unwrap();
+    assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#1");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(
+        svc.clone().oneshot("k".to_string()).await.unwrap(),
+        "k#1 aged 3s",
+        "answers from the store pass through `served`"
+    );
+    // Passed through, never answered from the store nor stored.
+    assert_eq!(
+        svc.clone().oneshot("peek:k".to_string()).await.unwrap(),
+        "peek:k#2"
+    );
+    assert_eq!(
+        svc.clone().oneshot("k".to_string()).await.unwrap(),
+        "k#1 aged 3s"
+    );
+    // A write goes upstream and invalidates the key.
+    assert_eq!(
+        svc.clone().oneshot("write:k".to_string()).await.unwrap(),
+        "write:k#3"
+    );
+    assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#4");
+    assert_eq!(up.calls(), 4);
+    assert_eq!(svc.handle().snapshot().passed_through, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_dropped_after_it_was_sent_still_invalidates_its_key() {
+    let (up, gate) = Upstream::gated();
+    let svc = Cache::builder()
+        .key(unprefixed)
+        .policy(Modes)
+        .build(up.clone())
+        .unwrap();
+    gate.add_permits(1);
+    assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#1");
+    let write = tokio::spawn(svc.clone().oneshot("write:k".to_string()));
+    settle().await;
+    assert_eq!(up.calls(), 2, "the write was sent");
+    write.abort();
+    let _ = write.await;
+    gate.add_permits(1);
+    assert_eq!(svc.clone().oneshot("k".to_string()).await.unwrap(), "k#3");
+}

@@ -493,3 +493,87 @@ async fn a_shared_budget_spans_layers_and_each_counts_its_own_requests() {
     assert_eq!(budget.deposits(), 3);
     assert_eq!(b.handle().snapshot().budget_exhausted, 1);
 }
+
+/// A policy that refuses "POST" requests, except after a failure that shows
+/// the request was never sent (here: the unavailable signal).
+struct PostOnlyIfUnsent;
+
+impl tower_fleet::retry::RetryPolicy<String, String, BoxError> for PostOnlyIfUnsent {
+    fn outcome(&self, result: &Result<String, BoxError>) -> Outcome {
+        if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+    fn is_retryable(&self, req: &String) -> bool {
+        !req.starts_with("POST")
+    }
+    fn replay(&self, req: &String) -> Option<String> {
+        Some(req.clone())
+    }
+    fn retry_after(&self, _result: &Result<String, BoxError>) -> Option<Duration> {
+        None
+    }
+    fn is_retryable_unsent(&self, _req: &String) -> bool {
+        true
+    }
+    fn never_sent(&self, result: &Result<String, BoxError>) -> bool {
+        matches!(result, Err(e) if e.unavailable().is_some())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_refused_by_method_is_retried_only_when_it_was_never_sent() {
+    // Never sent (unavailable), then a success: the POST is retried.
+    let inner = Scripted::new(|n| {
+        if n == 1 {
+            Act::Unavailable(None)
+        } else {
+            Act::Ok(ZERO)
+        }
+    });
+    let mut svc = Retry::builder()
+        .backoff(fixed(1))
+        .policy(PostOnlyIfUnsent)
+        .build(inner.clone())
+        .unwrap();
+    assert_eq!(send(&mut svc, "POST /orders").await.unwrap(), "ok 2");
+    assert_eq!(inner.count(), 2);
+
+    // A failure that may have reached the server: sent once.
+    let inner = Scripted::always(Act::Fail(ZERO));
+    let mut svc = Retry::builder()
+        .backoff(fixed(1))
+        .policy(PostOnlyIfUnsent)
+        .build(inner.clone())
+        .unwrap();
+    send(&mut svc, "POST /orders").await.unwrap_err();
+    assert_eq!(inner.count(), 1);
+    assert_eq!(svc.handle().snapshot().not_cloneable, 0);
+    // An attempt that timed out may have been sent too.
+    let inner = Scripted::always(Act::Hang);
+    let mut svc = Retry::builder()
+        .backoff(fixed(1))
+        .attempt_timeout(ms(100))
+        .policy(PostOnlyIfUnsent)
+        .build(inner.clone())
+        .unwrap();
+    let err = send(&mut svc, "POST /orders").await.unwrap_err();
+    assert!(matches!(err, RetryError::AttemptTimedOut { .. }), "{err}");
+    assert_eq!(inner.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_retried_only_when_unsent_is_never_hedged() {
+    let inner = Scripted::always(Act::Ok(ms(500)));
+    let mut svc = Retry::builder()
+        .hedge(tower_fleet::retry::HedgeConfig::after(ms(10)))
+        .policy(PostOnlyIfUnsent)
+        .build(inner.clone())
+        .unwrap();
+    send(&mut svc, "POST /orders").await.unwrap();
+    assert_eq!(inner.count(), 1);
+    send(&mut svc, "GET /orders").await.unwrap();
+    assert_eq!(inner.count(), 3, "the GET was hedged");
+}

@@ -102,6 +102,10 @@ impl ErrorSignals for BalanceError {
             _ => false,
         }
     }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
 }
 
 /// Why a [`BalanceBuilder`](super::BalanceBuilder) could not build a balancer.

@@ -82,4 +82,8 @@ impl ErrorSignals for BreakerError {
             BreakerError::Inner(e) => find_deadline_exceeded(&**e),
         }
     }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
 }

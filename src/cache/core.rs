@@ -14,7 +14,7 @@ use super::flight::{Fence, Flight, Waiter};
 use super::handle::Stats;
 use super::load::{BoxLoad, LoadOutput, Shared};
 use super::store::{CacheKey, Store};
-use crate::clock::Clock;
+use crate::clock::{Clock, Ticks};
 
 /// Shards of the load registry (misses and invalidations lock one).
 const SHARDS: usize = 64;
@@ -63,6 +63,26 @@ pub(crate) struct Core<T, St> {
     variants: Box<[AtomicU64]>,
 }
 
+/// Invalidates a key when dropped: held by a request that changes the
+/// resource (an unsafe HTTP method), so that the key is invalidated when its
+/// answer arrives, or when it is cancelled after it may have been sent.
+pub(crate) struct Invalidation<T: Clone, St: Store<T>> {
+    core: Arc<Core<T, St>>,
+    key: CacheKey,
+}
+
+impl<T: Clone, St: Store<T>> Invalidation<T, St> {
+    pub(crate) fn new(core: Arc<Core<T, St>>, key: CacheKey) -> Self {
+        Invalidation { core, key }
+    }
+}
+
+impl<T: Clone, St: Store<T>> Drop for Invalidation<T, St> {
+    fn drop(&mut self) {
+        finish_write(self.core.invalidate(self.key.as_bytes()));
+    }
+}
+
 /// How a miss proceeds.
 pub(crate) enum Joined<T: Clone, St: Store<T>> {
     /// Another caller's load is in flight: wait for it.
@@ -81,7 +101,7 @@ fn bucket_of(primary: &[u8]) -> usize {
 
 /// Completes a store write: at once for in-memory stores, in the background
 /// for stores that must wait.
-fn finish_write<F: Future<Output = ()> + Send + Unpin + 'static>(mut write: F) {
+pub(crate) fn finish_write<F: Future<Output = ()> + Send + Unpin + 'static>(mut write: F) {
     let mut cx = Context::from_waker(Waker::noop());
     if Pin::new(&mut write).poll(&mut cx).is_ready() {
         return;
@@ -126,21 +146,21 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
         }
     }
 
-    /// Judges a looked-up entry: its age now, and whether early refresh says
-    /// to refresh it now; `None` when there is no usable entry (none, or a
-    /// variant of an older generation). The clock is read only when there
-    /// is an entry.
+    /// Judges a looked-up entry: its age now, whether early refresh says
+    /// to refresh it now, and the time it was judged at; `None` when there
+    /// is no usable entry (none, or a variant of an older generation). The
+    /// clock is read only when there is an entry.
     #[inline]
     pub(crate) fn judge(
         &self,
         found: &Option<Entry<T>>,
         bucket: Option<usize>,
-    ) -> Option<(Age, bool)> {
+    ) -> Option<(Age, bool, Ticks)> {
         match found {
             Some(e) if bucket.is_none_or(|b| self.variant_current(b, e)) => {
                 let now = self.clock.ticks();
                 let age = e.age(now, self.settings.tti);
-                Some((age, age == Age::Fresh && self.refresh_early(e, now)))
+                Some((age, age == Age::Fresh && self.refresh_early(e, now), now))
             }
             _ => None,
         }

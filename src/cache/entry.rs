@@ -176,6 +176,12 @@ impl<T> Entry<T> {
         }
     }
 
+    /// How long the entry has been stored at `now`.
+    #[inline]
+    pub(crate) fn age_at(&self, now: Ticks) -> Duration {
+        now.since(self.stored)
+    }
+
     pub(crate) fn variant_gen(&self) -> Option<u64> {
         self.variant_gen
     }

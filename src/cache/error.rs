@@ -120,4 +120,8 @@ impl ErrorSignals for CacheError {
             _ => false,
         }
     }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
 }

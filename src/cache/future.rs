@@ -3,13 +3,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::core::Core;
-use super::entry::Entry;
+use super::core::Invalidation;
 use super::error::{CacheError, SharedError};
 use super::load::{Call, Shed};
 use super::miss::MissFuture;
@@ -50,6 +49,12 @@ pin_project! {
     {
         Ready { out: Option<Result<S::Response, CacheError>> },
         Passing { #[pin] call: Call<S, Req> },
+        // Passed through; invalidates its key when dropped.
+        Invalidating {
+            #[pin]
+            call: Call<S, Req>,
+            guard: Option<Invalidation<S::Response, St>>,
+        },
         Miss { fut: Pin<Box<MissFuture<S, Req, St, P, C>>> },
     }
 }
@@ -64,6 +69,7 @@ where
         match &self.kind {
             Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
             Kind::Passing { .. } => f.write_str("ResponseFuture::PassingThrough"),
+            Kind::Invalidating { .. } => f.write_str("ResponseFuture::Invalidating"),
             Kind::Miss { fut } => fut.fmt(f),
         }
     }
@@ -77,10 +83,19 @@ where
 {
     /// A hit: ready at once.
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
+    pub(crate) fn hit(out: Result<S::Response, CacheError>) -> Self {
         ResponseFuture {
-            kind: Kind::Ready {
-                out: Some(core.serve(entry)),
+            kind: Kind::Ready { out: Some(out) },
+        }
+    }
+
+    /// A request that changes its resource: passed through, its key
+    /// invalidated when the answer arrives (or the call is dropped).
+    pub(crate) fn invalidating(call: Call<S, Req>, guard: Invalidation<S::Response, St>) -> Self {
+        ResponseFuture {
+            kind: Kind::Invalidating {
+                call,
+                guard: Some(guard),
             },
         }
     }
@@ -122,12 +137,23 @@ where
         match self.project().kind.project() {
             // Polled again after completion: stay pending rather than panic.
             KindProj::Ready { out } => out.take().map_or(Poll::Pending, Poll::Ready),
-            KindProj::Passing { call } => call.poll(cx).map(|r| match r {
-                Ok(Ok(res)) => Ok(res),
-                Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
-                Err(Shed) => Err(Shed::error()),
-            }),
+            KindProj::Passing { call } => call.poll(cx).map(passed),
+            KindProj::Invalidating { call, guard } => {
+                let out = ready!(call.poll(cx));
+                // Invalidated before the caller sees the answer.
+                drop(guard.take());
+                Poll::Ready(passed(out))
+            }
             KindProj::Miss { fut } => fut.as_mut().poll(cx),
         }
+    }
+}
+
+/// The answer of a call passed through the cache.
+fn passed<T, E: Into<BoxError>>(out: Result<Result<T, E>, Shed>) -> Result<T, CacheError> {
+    match out {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
+        Err(Shed) => Err(Shed::error()),
     }
 }

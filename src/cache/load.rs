@@ -29,6 +29,24 @@ pub(crate) struct Rules<P, C> {
     pub(crate) clock: Clock,
 }
 
+impl<P, C> Rules<P, C> {
+    /// The answer of a servable entry judged at `now`, counted as a hit,
+    /// adjusted by the policy ([`Policy::served`]).
+    #[inline]
+    pub(crate) fn serve<Req, T: Clone, St: super::store::Store<T>>(
+        &self,
+        core: &super::core::Core<T, St>,
+        entry: super::entry::Entry<T>,
+        now: crate::clock::Ticks,
+    ) -> Result<T, CacheError>
+    where
+        P: Policy<Req, T>,
+    {
+        let age = entry.age_at(now);
+        core.serve(entry).map(|v| self.policy.served(v, age))
+    }
+}
+
 /// The inner service did not become ready within `ready_timeout`.
 pub(crate) struct Shed;
 

@@ -20,6 +20,7 @@ use super::policy::Policy;
 use super::solo::{poll_bound, Solo};
 use super::store::{CacheKey, Store};
 use crate::classify::Classify;
+use crate::clock::Ticks;
 use crate::signal::{Carrier, DeadlineExceeded};
 use crate::BoxError;
 
@@ -135,12 +136,10 @@ where
         }
     }
 
-    /// A hit: ready at once.
+    /// An answer known at once (a hit).
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
-        Self::with(State::Ready {
-            out: Some(core.serve(entry)),
-        })
+    pub(crate) fn answered(out: Result<S::Response, CacheError>) -> Self {
+        Self::with(State::Ready { out: Some(out) })
     }
 
     /// The answer, if this miss turned out to need no waiting (a stale hit,
@@ -183,11 +182,13 @@ where
         found: Option<Entry<S::Response>>,
         age: Age,
         early: bool,
+        now: Ticks,
     ) -> Self {
         let core = ctx.core.clone();
         if let Some(entry) = &found {
+            let serve = |rules: &Rules<P, C>| rules.serve::<Req, _, _>(&core, entry.clone(), now);
             match age {
-                Age::Fresh if !early => return Self::hit(&core, entry.clone()),
+                Age::Fresh if !early => return Self::answered(serve(&ctx.rules)),
                 Age::Fresh | Age::Revalidate => {
                     if age == Age::Revalidate {
                         core.stats.stale_hits.inc();
@@ -203,10 +204,14 @@ where
                         });
                     }
                     if age == Age::Fresh {
-                        return Self::hit(&core, entry.clone());
+                        return Self::answered(serve(&ctx.rules));
                     }
                     // Counted as a stale hit above, not as a fresh one.
-                    let out = entry.clone().into_answer().map_err(CacheError::Upstream);
+                    let out = entry
+                        .clone()
+                        .into_answer()
+                        .map(|v| ctx.rules.policy.served(v, entry.age_at(now)))
+                        .map_err(CacheError::Upstream);
                     return Self::with(State::Ready { out: Some(out) });
                 }
                 Age::IfError | Age::Dead => {}
@@ -253,18 +258,19 @@ where
 
 /// What a finished load means for this caller: its result, or the stale
 /// entry when the load failed within the entry's stale-if-error window.
-fn answer<T: Clone, St: Store<T>>(
+fn answer<Req, T: Clone, St: Store<T>, P: Policy<Req, T>, C>(
     shared: Shared<T>,
     stale: &mut Option<Entry<T>>,
-    core: Option<&Arc<Core<T, St>>>,
+    ctx: Option<&Ctx<impl Sized, Req, T, St, P, C>>,
 ) -> Result<T, CacheError> {
     if shared.failure {
-        if let (Some(entry), Some(core)) = (stale.take(), core) {
-            if entry.serves_if_error(core.clock.ticks()) {
+        if let (Some(entry), Some(ctx)) = (stale.take(), ctx) {
+            let now = ctx.core.clock.ticks();
+            if entry.serves_if_error(now) {
                 if let Ok(v) = entry.value() {
-                    core.stats.stale_if_error.inc();
+                    ctx.core.stats.stale_if_error.inc();
                     tracing::debug!("cache load failed: stale entry served instead");
-                    return Ok(v.clone());
+                    return Ok(ctx.rules.policy.served(v.clone(), entry.age_at(now)));
                 }
             }
         }
@@ -293,16 +299,15 @@ where
                 let Some(ctx) = self.as_mut().project().ctx.take() else {
                     return Poll::Pending;
                 };
-                let (found, age, early) = match ctx.core.judge(&found, ctx.bucket) {
-                    Some((age, early)) => (found, age, early),
-                    None => (None, Age::Dead, false),
+                let (found, age, early, now) = match ctx.core.judge(&found, ctx.bucket) {
+                    Some((age, early, now)) => (found, age, early, now),
+                    None => (None, Age::Dead, false, Ticks(0)),
                 };
-                self.set(Self::dispatch(ctx, found, age, early));
+                self.set(Self::dispatch(ctx, found, age, early, now));
             }
         }
         let mut this = self.project();
         loop {
-            let core = this.ctx.as_ref().map(|c| &c.core);
             match this.state.as_mut().project() {
                 StateProj::Ready { out } => {
                     return match out.take() {
@@ -315,13 +320,13 @@ where
                 StateProj::Leading { driver } => {
                     if let Poll::Ready(shared) = driver.poll(cx) {
                         this.state.set(State::Finished);
-                        return Poll::Ready(answer(shared, this.stale, core));
+                        return Poll::Ready(answer(shared, this.stale, this.ctx.as_ref()));
                     }
                 }
                 StateProj::Waiting { waiter } => match waiter.poll(cx) {
                     Poll::Ready(Woken::Done(shared)) => {
                         this.state.set(State::Finished);
-                        return Poll::Ready(answer(shared, this.stale, core));
+                        return Poll::Ready(answer(shared, this.stale, this.ctx.as_ref()));
                     }
                     Poll::Ready(Woken::TakeOver(load)) => {
                         let flight = waiter.flight.clone();
@@ -342,8 +347,7 @@ where
                     if let Poll::Ready(out) = load.poll(cx) {
                         let shared = solo.finish(out);
                         this.state.set(State::Finished);
-                        let core = this.ctx.as_ref().map(|c| &c.core);
-                        return Poll::Ready(answer(shared, this.stale, core));
+                        return Poll::Ready(answer(shared, this.stale, this.ctx.as_ref()));
                     }
                 }
             }
@@ -359,15 +363,14 @@ where
             }
             // Dropping the state hands a driven load over to a waiter.
             this.state.set(State::Finished);
-            let core = this.ctx.as_ref().map(|c| &c.core);
-            if let Some(core) = core {
-                core.stats.deadline_exceeded.inc();
+            if let Some(ctx) = this.ctx.as_ref() {
+                ctx.core.stats.deadline_exceeded.inc();
             }
             let shared = Shared {
                 result: Err(CacheError::DeadlineExceeded(DeadlineExceeded)),
                 failure: true,
             };
-            return Poll::Ready(answer(shared, this.stale, core));
+            return Poll::Ready(answer(shared, this.stale, this.ctx.as_ref()));
         }
     }
 }

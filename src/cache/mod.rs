@@ -209,6 +209,6 @@ pub use future::ResponseFuture;
 pub use handle::{CacheHandle, CacheSnapshot};
 pub use layer::CacheLayer;
 pub use memory::MemoryStore;
-pub use policy::{DefaultPolicy, Policy, StoreEveryOk};
+pub use policy::{DefaultPolicy, Policy, RequestMode, StoreEveryOk};
 pub use service::Cache;
 pub use store::{CacheKey, Lookup, Store, StoreStats};

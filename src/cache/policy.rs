@@ -3,8 +3,27 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::entry::Freshness;
+
+/// How the cache treats one request, as its [`Policy`] decides
+/// ([`Policy::request_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestMode {
+    /// Answered from the store when it can be, loaded and stored otherwise
+    /// (the default).
+    #[default]
+    Lookup,
+    /// Sent to the inner service as it is: neither answered from the store
+    /// nor stored (an HTTP request with `Authorization`, a `HEAD`).
+    Bypass,
+    /// Sent to the inner service as it is, and its key (with every variant)
+    /// invalidated when the answer arrives or the call is dropped: an HTTP
+    /// `POST`, `PUT`, `DELETE` or `PATCH` changes the resource.
+    Invalidate,
+}
 
 /// Decides what the cache stores and for how long, and how it revalidates.
 ///
@@ -25,9 +44,23 @@ use super::entry::Freshness;
 ///   into the response to store and return: a "not modified" answer refreshes
 ///   the stale response (its headers updated), anything else replaces it.
 ///
+/// Two more hooks act on every request: [`request_mode`](Policy::request_mode)
+/// lets a request bypass the cache or invalidate its key (HTTP's unsafe
+/// methods), and [`served`](Policy::served) adjusts a stored response each
+/// time it is answered from the store (HTTP's `Age` header).
+///
 /// Only `freshness` is required. The hooks run on misses and refreshes; on a
-/// hit only `secondary_key` runs (and allocates only when it writes a key).
+/// hit only `request_mode`, `secondary_key` and `served` run (and a hit
+/// allocates only when the policy writes a secondary key or `served` does).
 pub trait Policy<Req, T>: Send + Sync + 'static {
+    /// How the cache treats `req`: looked up (the default), passed through,
+    /// or passed through invalidating its key. A request without a key is
+    /// passed through whatever this says.
+    fn request_mode(&self, req: &Req) -> RequestMode {
+        let _ = req;
+        RequestMode::Lookup
+    }
+
     /// Writes the secondary key of `req` into `out` and returns `true`, or
     /// returns `false` when the request has none (the default).
     fn secondary_key(&self, req: &Req, out: &mut Vec<u8>) -> bool {
@@ -51,6 +84,15 @@ pub trait Policy<Req, T>: Send + Sync + 'static {
     fn revalidated(&self, stale: &T, answer: T) -> T {
         let _ = stale;
         answer
+    }
+
+    /// The response to answer with, given a copy of a stored one that has
+    /// been in the store for `age`. Runs for every answer from the store:
+    /// fresh hits, stale hits and stale-if-error answers (not for answers of
+    /// a load). The default returns it unchanged.
+    fn served(&self, response: T, age: Duration) -> T {
+        let _ = age;
+        response
     }
 }
 

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::core::Core;
+use super::core::{Core, Invalidation};
 use super::entry::Age;
 use super::error::CacheError;
 use super::future::ResponseFuture;
@@ -14,9 +14,10 @@ use super::handle::CacheHandle;
 use super::load::{Call, Rules};
 use super::memory::MemoryStore;
 use super::miss::{Ctx, MissFuture};
-use super::policy::{DefaultPolicy, Policy};
+use super::policy::{DefaultPolicy, Policy, RequestMode};
 use super::store::{CacheKey, Lookup, Store};
 use crate::classify::{Classify, ErrorIsFailure};
+use crate::clock::Ticks;
 use crate::key::{Identity, Key, KeyFn};
 use crate::signal::Carrier;
 use crate::BoxError;
@@ -138,6 +139,23 @@ where
                 self.rules.ready_timeout,
             ));
         };
+        match self.rules.policy.request_mode(&req) {
+            RequestMode::Lookup => {}
+            RequestMode::Bypass => {
+                core.stats.passed_through.inc();
+                return ResponseFuture::passing(Call::new(
+                    self.inner.clone(),
+                    req,
+                    self.rules.ready_timeout,
+                ));
+            }
+            RequestMode::Invalidate => {
+                core.stats.passed_through.inc();
+                let guard = Invalidation::new(core.clone(), CacheKey::from(key));
+                let call = Call::new(self.inner.clone(), req, self.rules.ready_timeout);
+                return ResponseFuture::invalidating(call, guard);
+            }
+        }
         // `Vec::new` does not allocate: only a policy that writes a secondary
         // key costs an allocation on a hit.
         let mut secondary = Vec::new();
@@ -165,13 +183,13 @@ where
                 return ResponseFuture::miss(MissFuture::looking(get, ctx));
             }
         };
-        let (found, age, early) = match core.judge(&found, bucket) {
-            Some((age, early)) => (found, age, early),
-            None => (None, Age::Dead, false),
+        let (found, age, early, now) = match core.judge(&found, bucket) {
+            Some((age, early, now)) => (found, age, early, now),
+            None => (None, Age::Dead, false, Ticks(0)),
         };
         if age == Age::Fresh && !early {
             if let Some(entry) = found {
-                return ResponseFuture::hit(core, entry);
+                return ResponseFuture::hit(self.rules.serve::<Req, _, _>(core, entry, now));
             }
         }
         let key = owned_key(full, key);
@@ -183,6 +201,6 @@ where
             core.clone(),
             self.rules.clone(),
         );
-        ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
+        ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early, now))
     }
 }

@@ -78,6 +78,9 @@ pub(crate) struct Control<S, P, Req, Res> {
     pub(crate) launch_until: Option<(Instant, bool)>,
     /// A failed outcome kept while another attempt may still succeed.
     held: Option<Output<Res>>,
+    /// The request is retried only after a failure that shows it was never
+    /// sent (and never hedged).
+    unsent_only: bool,
 }
 
 impl<S, P, Req, Res> Control<S, P, Req, Res> {
@@ -86,6 +89,7 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
         shared: Arc<Shared<P>>,
         svc: Option<S>,
         spare: Option<Req>,
+        unsent_only: bool,
         deadline: Option<Instant>,
         hedge_at: Option<Instant>,
     ) -> Self {
@@ -102,6 +106,7 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
             launch: None,
             launch_until: None,
             held: None,
+            unsent_only,
         }
     }
 
@@ -141,14 +146,15 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
         self.shared.stats.attempt_timeouts.inc();
         let timeout = self.shared.config.attempt_timeout.unwrap_or_default();
         tracing::debug!(attempt = number, ?timeout, "attempt timed out");
-        self.on_failure(
-            Err(RetryError::AttemptTimedOut {
-                attempt: number,
-                timeout,
-            }),
-            None,
-            other_running,
-        )
+        let out = Err(RetryError::AttemptTimedOut {
+            attempt: number,
+            timeout,
+        });
+        if self.unsent_only {
+            // It may have reached the server: never sent twice.
+            return Step::Done(out);
+        }
+        self.on_failure(out, None, other_running)
     }
 
     /// The attempt waiting for readiness ran out of time.
@@ -320,7 +326,9 @@ impl<S, P, Req, Res> Control<S, P, Req, Res> {
             let now = shared.clock.ticks();
             tracker.record(now.since(t0), now);
         }
-        if shared.policy.outcome(&result) != Outcome::Failure {
+        if shared.policy.outcome(&result) != Outcome::Failure
+            || (self.unsent_only && !shared.policy.never_sent(&result))
+        {
             if info.hedge {
                 shared.stats.hedges_won.inc();
             }

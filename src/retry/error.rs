@@ -71,4 +71,8 @@ impl ErrorSignals for RetryError {
             RetryError::AttemptTimedOut { .. } => false,
         }
     }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
 }

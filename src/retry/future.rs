@@ -49,6 +49,9 @@ pin_project! {
             shared: Arc<Shared<P>>,
             svc: Option<S>,
             spare: Option<Req>,
+            // The spare may only be sent after a failure that shows the
+            // request never reached the server.
+            unsent_only: bool,
         },
         // Retries, hedges and timeouts: up to two attempts and one timer.
         Full {
@@ -118,6 +121,7 @@ where
         fut: S::Future,
         svc: Option<S>,
         spare: Option<Req>,
+        unsent_only: bool,
     ) -> Self {
         ResponseFuture {
             state: State::First {
@@ -125,6 +129,7 @@ where
                 shared,
                 svc,
                 spare,
+                unsent_only,
             },
         }
     }
@@ -137,6 +142,7 @@ where
         started: Option<Ticks>,
         svc: Option<S>,
         spare: Option<Req>,
+        unsent_only: bool,
         deadline: Option<Instant>,
         hedge_at: Option<Instant>,
     ) -> Self {
@@ -147,6 +153,7 @@ where
                     shared,
                     svc,
                     spare,
+                    unsent_only,
                 },
             };
         }
@@ -161,7 +168,7 @@ where
                 first: Attempt::Running { fut, info },
                 second: Attempt::Idle,
                 timer: None,
-                control: Control::new(shared, svc, spare, deadline, hedge_at),
+                control: Control::new(shared, svc, spare, unsent_only, deadline, hedge_at),
             },
         }
     }
@@ -183,6 +190,7 @@ where
             shared,
             svc,
             spare,
+            unsent_only,
         } = state.as_mut().project()
         {
             let result = ready!(fut.poll(cx));
@@ -190,7 +198,14 @@ where
                 return Poll::Ready(result.map_err(|e| RetryError::Inner(e.into())));
             }
             // The first attempt failed: from here on, the full machinery.
-            let control = Control::new(shared.clone(), svc.take(), spare.take(), None, None);
+            let control = Control::new(
+                shared.clone(),
+                svc.take(),
+                spare.take(),
+                *unsent_only,
+                None,
+                None,
+            );
             if let Some(out) = to_full(state.as_mut(), control, result) {
                 return Poll::Ready(out);
             }

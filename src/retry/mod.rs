@@ -47,7 +47,11 @@
 //! outcome is returned unchanged:
 //!
 //! - the request is retryable (a predicate on the request, [`Retryable`]; by
-//!   default every request; the planned `http` feature restricts it by method);
+//!   default every request; the `http` feature restricts it by method), or
+//!   the policy lets it be sent again only when the failure shows it never
+//!   reached the server ([`RetryPolicy::is_retryable_unsent`] and
+//!   [`RetryPolicy::never_sent`]: a POST whose connection was refused; such
+//!   a request is never hedged);
 //! - a copy of it could be made ([`Replay`](crate::signal::Replay), `Clone`
 //!   by default). A request that cannot be copied is sent once and its
 //!   outcome returned, never lost, and the `not_cloneable` counter rises;
@@ -69,7 +73,7 @@
 //! from the outcome through the shared [`RetryAfter`](crate::signal::RetryAfter)
 //! hook, by default from the [`Unavailable`](crate::signal::Unavailable)
 //! signal an error carries (the crate's breaker, shard and balancer errors
-//! carry one; the planned `http` feature adds HTTP `Retry-After`). So a retry against
+//! carry one; the `http` feature adds HTTP `Retry-After`). So a retry against
 //! an open breaker waits exactly until the breaker lets calls through again
 //! rather than failing fast again and again; a hint of zero retries at once.
 //!

@@ -12,7 +12,7 @@ use crate::signal::{CloneReplay, ErrorRetryAfter, Replay, RetryAfter};
 /// A request that is not retryable is sent once and neither retried nor
 /// hedged: use it for requests that are not idempotent. Implemented for
 /// closures `Fn(&Req) -> bool`; [`AllRequests`] (the default) retries every
-/// request. The planned `http` feature restricts retries to idempotent methods.
+/// request. The `http` feature restricts retries to idempotent methods.
 pub trait Retryable<Req> {
     /// Whether `req` may be sent again.
     fn is_retryable(&self, req: &Req) -> bool;
@@ -58,6 +58,25 @@ pub trait RetryPolicy<Req, Res, E> {
 
     /// How long the outcome asks the caller to wait before trying again.
     fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration>;
+
+    /// Whether `req`, which [`is_retryable`](Self::is_retryable) refused,
+    /// may still be sent again after an attempt that never reached the
+    /// server (see [`never_sent`](Self::never_sent)): a POST whose connection
+    /// was refused cannot have been applied. Such a request is copied for
+    /// that case, never hedged, and retried only when
+    /// [`never_sent`](Self::never_sent) says so. The default is `false`.
+    fn is_retryable_unsent(&self, req: &Req) -> bool {
+        let _ = req;
+        false
+    }
+
+    /// Whether a failed outcome shows that its request never reached the
+    /// server (a refused connection, a circuit breaker that was open), so
+    /// that sending it again cannot apply it twice. The default is `false`.
+    fn never_sent(&self, result: &Result<Res, E>) -> bool {
+        let _ = result;
+        false
+    }
 }
 
 /// The standard [`RetryPolicy`]: a classifier, a retryable predicate, a

@@ -190,14 +190,10 @@ where
             return self.call_timed(req);
         }
         // The common case: no timer, no clock read.
-        let spare = if shared.retries && shared.policy.is_retryable(&req) {
-            shared.copy(&mut req)
-        } else {
-            None
-        };
+        let (spare, unsent_only) = shared.spare(&mut req);
         let fut = self.inner.call(req);
         let svc = spare.as_ref().map(|_| self.inner.clone());
-        ResponseFuture::first(self.shared.clone(), fut, svc, spare)
+        ResponseFuture::first(self.shared.clone(), fut, svc, spare, unsent_only)
     }
 }
 
@@ -217,13 +213,9 @@ impl<S, P> Retry<S, P> {
             Some(now) => shared.deadline(&mut req, now),
             None => req.deadline(),
         };
-        let spare = if shared.retries && shared.policy.is_retryable(&req) {
-            shared.copy(&mut req)
-        } else {
-            None
-        };
+        let (spare, unsent_only) = shared.spare(&mut req);
         let hedge_at = match (now, &spare) {
-            (Some(now), Some(_)) if shared.config.hedge.is_some() => {
+            (Some(now), Some(_)) if shared.config.hedge.is_some() && !unsent_only => {
                 shared.hedge_delay().and_then(|d| now.checked_add(d))
             }
             _ => None,
@@ -239,6 +231,7 @@ impl<S, P> Retry<S, P> {
             started,
             svc,
             spare,
+            unsent_only,
             deadline,
             hedge_at,
         )
@@ -264,9 +257,31 @@ impl<P> Shared<P> {
         }
     }
 
+    /// The copy of the request for a further attempt, if it may have one,
+    /// and whether that attempt may only follow a failure that shows the
+    /// request was never sent.
+    #[inline]
+    fn spare<Req, Res, E>(&self, req: &mut Req) -> (Option<Req>, bool)
+    where
+        P: RetryPolicy<Req, Res, E>,
+        Req: Carrier,
+    {
+        if !self.retries {
+            return (None, false);
+        }
+        if self.policy.is_retryable(req) {
+            return (self.copy(req, true), false);
+        }
+        if self.policy.is_retryable_unsent(req) {
+            // Not counted when it cannot be copied: it would be sent once anyway.
+            return (self.copy(req, false), true);
+        }
+        (None, false)
+    }
+
     /// Marks the first attempt and copies the request for the next one.
     #[inline]
-    fn copy<Req, Res, E>(&self, req: &mut Req) -> Option<Req>
+    fn copy<Req, Res, E>(&self, req: &mut Req, count: bool) -> Option<Req>
     where
         P: RetryPolicy<Req, Res, E>,
         Req: Carrier,
@@ -275,7 +290,7 @@ impl<P> Shared<P> {
             req.set_attempt(AttemptMark::new());
         }
         let spare = self.policy.replay(req);
-        if spare.is_none() {
+        if spare.is_none() && count {
             self.stats.not_cloneable.inc();
         }
         spare

@@ -167,6 +167,10 @@ impl ErrorSignals for ShardError {
             _ => false,
         }
     }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
 }
 
 /// Why a [`ShardBuilder`](super::ShardBuilder) could not build a shard.
