@@ -31,6 +31,7 @@ pub struct StackBuilder<
     F = AllRequests,
     A = ErrorRetryAfter,
     P = StoreEveryOk,
+    R = CloneReplay,
 > {
     config: StackConfig,
     connector: Conn,
@@ -39,10 +40,11 @@ pub struct StackBuilder<
     retryable: F,
     retry_after: A,
     cache_policy: P,
+    replay: R,
     clock: Clock,
 }
 
-impl<Conn, K, C, F, A, P> fmt::Debug for StackBuilder<Conn, K, C, F, A, P> {
+impl<Conn, K, C, F, A, P, R> fmt::Debug for StackBuilder<Conn, K, C, F, A, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackBuilder")
             .field("config", &self.config)
@@ -63,16 +65,17 @@ impl StackBuilder<()> {
             retryable: AllRequests,
             retry_after: ErrorRetryAfter,
             cache_policy: StoreEveryOk,
+            replay: CloneReplay,
             clock: Clock::default(),
         }
     }
 }
 
-impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
+impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
     /// How to reach a replica: its address (as written in the configuration)
     /// in, the service that talks to it out (a hyper client bound to that
     /// address, a tonic channel, ...). Called once per replica.
-    pub fn connector<S, Conn2>(self, connector: Conn2) -> StackBuilder<Conn2, K, C, F, A, P>
+    pub fn connector<S, Conn2>(self, connector: Conn2) -> StackBuilder<Conn2, K, C, F, A, P, R>
     where
         Conn2: Fn(&str) -> S,
     {
@@ -84,13 +87,14 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// The key of each request, for the shard and the cache layers, from a
     /// closure that may borrow it from the request.
-    pub fn key<Req, K2>(self, key: K2) -> StackBuilder<Conn, K2, C, F, A, P>
+    pub fn key<Req, K2>(self, key: K2) -> StackBuilder<Conn, K2, C, F, A, P, R>
     where
         K2: for<'r> Fn(&'r Req) -> Option<Key<'r>> + Clone,
     {
@@ -102,13 +106,14 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// The key of each request, from any [`KeyFn`] (the `http` feature's
     /// extractors, say).
-    pub fn key_fn<K2: Clone>(self, key_fn: K2) -> StackBuilder<Conn, K2, C, F, A, P> {
+    pub fn key_fn<K2: Clone>(self, key_fn: K2) -> StackBuilder<Conn, K2, C, F, A, P, R> {
         StackBuilder {
             config: self.config,
             connector: self.connector,
@@ -117,12 +122,13 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// What counts as a failure, for every layer at once.
-    pub fn classify<C2: Clone>(self, classify: C2) -> StackBuilder<Conn, K, C2, F, A, P> {
+    pub fn classify<C2: Clone>(self, classify: C2) -> StackBuilder<Conn, K, C2, F, A, P, R> {
         StackBuilder {
             config: self.config,
             connector: self.connector,
@@ -131,12 +137,13 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// Which requests the retry layer may send more than once.
-    pub fn retryable<F2>(self, retryable: F2) -> StackBuilder<Conn, K, C, F2, A, P> {
+    pub fn retryable<F2>(self, retryable: F2) -> StackBuilder<Conn, K, C, F2, A, P, R> {
         StackBuilder {
             config: self.config,
             connector: self.connector,
@@ -145,13 +152,14 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// Where the retry layer reads retry-after hints (errors' unavailable
     /// signal by default; the `http` feature adds `Retry-After` headers).
-    pub fn retry_after<A2>(self, retry_after: A2) -> StackBuilder<Conn, K, C, F, A2, P> {
+    pub fn retry_after<A2>(self, retry_after: A2) -> StackBuilder<Conn, K, C, F, A2, P, R> {
         StackBuilder {
             config: self.config,
             connector: self.connector,
@@ -160,13 +168,14 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock: self.clock,
         }
     }
 
     /// The cache layer's policy (what is stored, for how long; the `http`
     /// feature's RFC 9111 policy, say).
-    pub fn cache_policy<P2>(self, policy: P2) -> StackBuilder<Conn, K, C, F, A, P2> {
+    pub fn cache_policy<P2>(self, policy: P2) -> StackBuilder<Conn, K, C, F, A, P2, R> {
         StackBuilder {
             config: self.config,
             connector: self.connector,
@@ -175,6 +184,24 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: policy,
+            replay: self.replay,
+            clock: self.clock,
+        }
+    }
+
+    /// How to copy a request: for retries, shard failover and quorum
+    /// copies ([`CloneReplay`] for `Clone` requests by default; the `http`
+    /// feature's `HttpReplay` for `http::Request`s, whose bodies it buffers).
+    pub fn replay<R2>(self, replay: R2) -> StackBuilder<Conn, K, C, F, A, P, R2> {
+        StackBuilder {
+            config: self.config,
+            connector: self.connector,
+            key_fn: self.key_fn,
+            classify: self.classify,
+            retryable: self.retryable,
+            retry_after: self.retry_after,
+            cache_policy: self.cache_policy,
+            replay,
             clock: self.clock,
         }
     }
@@ -190,6 +217,7 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             retryable: self.retryable,
             retry_after: self.retry_after,
             cache_policy: self.cache_policy,
+            replay: self.replay,
             clock,
         }
     }
@@ -204,7 +232,7 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         self,
     ) -> Result<
         (
-            Stack<BalanceOf<S, Req, C>, Req, K, C, F, A, P>,
+            Stack<BalanceOf<S, Req, C>, Req, K, C, F, A, P, R>,
             StackHandle<BalanceOf<S, Req, C>, S::Response, Guarded<S, Req, C>>,
         ),
         StackError,
@@ -214,7 +242,8 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Response: Clone,
-        Req: Carrier + Clone + Send + 'static,
+        Req: Carrier + Send + 'static,
+        R: Clone + Send + Sync + 'static,
         K: KeyFn<Req> + Clone + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
         F: Send + Sync + 'static,
@@ -239,10 +268,10 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         merge: M,
     ) -> Result<
         (
-            Stack<Quorum<Guarded<S, Req, C>, C, Q, M>, Req, K, C, F, A, P>,
+            Stack<Quorum<Guarded<S, Req, C>, C, Q, M, R>, Req, K, C, F, A, P, R>,
             StackHandle<
-                Quorum<Guarded<S, Req, C>, C, Q, M>,
-                <Quorum<Guarded<S, Req, C>, C, Q, M> as Service<Req>>::Response,
+                Quorum<Guarded<S, Req, C>, C, Q, M, R>,
+                <Quorum<Guarded<S, Req, C>, C, Q, M, R> as Service<Req>>::Response,
                 Guarded<S, Req, C>,
             >,
         ),
@@ -252,7 +281,8 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         Conn: Fn(&str) -> S + Send + Sync + 'static,
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
-        Req: Carrier + Clone + Send + 'static,
+        Req: Carrier + Send + 'static,
+        R: Clone + Send + Sync + 'static,
         K: KeyFn<Req> + Clone + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
         F: Send + Sync + 'static,
@@ -260,11 +290,16 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         P: Send + Sync + 'static,
         Q: Clone,
         M: Clone,
-        Quorum<Guarded<S, Req, C>, C, Q, M>: Service<Req>,
-        <Quorum<Guarded<S, Req, C>, C, Q, M> as Service<Req>>::Response:
+        Quorum<Guarded<S, Req, C>, C, Q, M, R>: Service<Req>,
+        <Quorum<Guarded<S, Req, C>, C, Q, M, R> as Service<Req>>::Response:
             Clone + Send + Sync + 'static,
     {
-        self.assemble(move |balance| balance.quorum(choose.clone(), merge.clone()))
+        let replay = self.replay.clone();
+        self.assemble(move |balance| {
+            balance
+                .quorum(choose.clone(), merge.clone())
+                .replay(replay.clone())
+        })
     }
 
     #[allow(clippy::type_complexity)]
@@ -273,7 +308,7 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         member: impl Fn(BalanceOf<S, Req, C>) -> Mem,
     ) -> Result<
         (
-            Stack<Mem, Req, K, C, F, A, P>,
+            Stack<Mem, Req, K, C, F, A, P, R>,
             StackHandle<Mem, Mem::Response, Guarded<S, Req, C>>,
         ),
         StackError,
@@ -282,7 +317,8 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
         Conn: Fn(&str) -> S + Send + Sync + 'static,
         S: Service<Req> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
-        Req: Carrier + Clone + Send + 'static,
+        Req: Carrier + Send + 'static,
+        R: Clone + Send + Sync + 'static,
         K: KeyFn<Req> + Clone + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
         F: Send + Sync + 'static,
@@ -358,7 +394,7 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             .config(config.shard.clone())
             .clock(self.clock.clone())
             .key_fn(self.key_fn.clone())
-            .replay(CloneReplay)
+            .replay(self.replay.clone())
             .health_from_source()
             .members(members)
             .build()
@@ -375,6 +411,7 @@ impl<Conn, K, C, F, A, P> StackBuilder<Conn, K, C, F, A, P> {
             .classify(self.classify.clone())
             .retryable(self.retryable)
             .retry_after(self.retry_after)
+            .replay(self.replay)
             .build(shard)
             .map_err(|e| e.within("retry"))?;
         let retry_handle = config.retry.as_ref().map(|_| retry.handle());

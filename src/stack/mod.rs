@@ -118,8 +118,8 @@ pub use replica::{Guarded, Timed};
 
 /// The built stack: the cache over the retry layer over the shard layer over
 /// `Mem` (one balancer, or one quorum view, per shard).
-pub type Stack<Mem, Req, K, C, F, A, P> = Cache<
-    Retry<Shard<Mem, K, CloneReplay>, Policy<C, F, CloneReplay, A>>,
+pub type Stack<Mem, Req, K, C, F, A, P, R = CloneReplay> = Cache<
+    Retry<Shard<Mem, K, R>, Policy<C, F, R, A>>,
     <Mem as tower_service::Service<Req>>::Response,
     CacheKey<K>,
     MemoryStore<<Mem as tower_service::Service<Req>>::Response>,
