@@ -219,8 +219,8 @@ where
             };
             // 1. Drive the readiness of the replicas held.
             let mut sent = None;
-            for k in 0..2 {
-                let Some(cand) = cands[k].as_mut() else {
+            for slot in cands.iter_mut() {
+                let Some(cand) = slot.as_mut() else {
                     continue;
                 };
                 let polled = cand.svc.poll_ready(cx);
@@ -229,10 +229,10 @@ where
                     Poll::Pending => {}
                     Poll::Ready(Ok(())) if removed => {
                         // It left the set while the request waited for it.
-                        cands[k] = None;
+                        *slot = None;
                     }
                     Poll::Ready(Ok(())) => {
-                        let (Some(mut cand), Some(req)) = (cands[k].take(), this.req.take()) else {
+                        let (Some(mut cand), Some(req)) = (slot.take(), this.req.take()) else {
                             continue;
                         };
                         if let Some(mark) = req.attempt() {
@@ -252,7 +252,7 @@ where
                         break;
                     }
                     Poll::Ready(Err(e)) => {
-                        if let Some(cand) = cands[k].take() {
+                        if let Some(cand) = slot.take() {
                             let id = cand.flight.state.id.clone();
                             tracing::debug!(replica = %id, "replica failed its readiness; trying another");
                             this.broken.push(cand.flight.state.endpoint);
