@@ -9,7 +9,6 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::core::Core;
-use super::entry::Entry;
 use super::error::{CacheError, SharedError};
 use super::load::{Call, Shed};
 use super::miss::MissFuture;
@@ -22,9 +21,11 @@ use crate::BoxError;
 pin_project! {
     /// The response future of [`Cache`](super::Cache).
     ///
-    /// A hit is ready on its first poll and is a few words in size: no
-    /// allocation. A miss (and a lookup in a store that must wait) lives in
-    /// one boxed state machine: it either drives the load (the first caller of
+    /// A hit is ready on its first poll and holds nothing but the response:
+    /// no allocation, and the future is a few words in size whatever the
+    /// inner service's future is (a request without a key, passed through,
+    /// boxes its call so that hits need not carry its size). A miss (and a
+    /// lookup in a store that must wait) lives in one boxed state machine: it either drives the load (the first caller of
     /// a key, or a waiter that took the load over from a cancelled one) or
     /// waits to be woken with the load's result. Dropping the future is always
     /// safe: a load it was driving passes to a waiter, or is cancelled when
@@ -48,8 +49,9 @@ pin_project! {
         S::Response: Clone,
         St: Store<S::Response>,
     {
-        Ready { out: Option<Result<S::Response, CacheError>> },
-        Passing { #[pin] call: Call<S, Req> },
+        Hit { value: Option<S::Response> },
+        Negative { error: Option<SharedError> },
+        Passing { call: Pin<Box<Call<S, Req>>> },
         Miss { fut: Pin<Box<MissFuture<S, Req, St, P, C>>> },
     }
 }
@@ -62,7 +64,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Hit { .. } | Kind::Negative { .. } => f.write_str("ResponseFuture::Ready"),
             Kind::Passing { .. } => f.write_str("ResponseFuture::PassingThrough"),
             Kind::Miss { fut } => fut.fmt(f),
         }
@@ -77,25 +79,37 @@ where
 {
     /// A hit: ready at once.
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
-        ResponseFuture {
-            kind: Kind::Ready {
-                out: Some(core.serve(entry)),
+    pub(crate) fn hit(
+        core: &Core<S::Response, St>,
+        answer: Result<S::Response, SharedError>,
+    ) -> Self {
+        let kind = match core.serve(answer) {
+            Ok(value) => Kind::Hit { value: Some(value) },
+            Err(CacheError::Upstream(e)) => Kind::Negative { error: Some(e) },
+            Err(other) => Kind::Miss {
+                fut: Box::pin(MissFuture::ready(Err(other))),
             },
-        }
+        };
+        ResponseFuture { kind }
     }
 
-    /// A request without a key, passed through.
+    /// A request without a key, passed through (boxed).
     pub(crate) fn passing(call: Call<S, Req>) -> Self {
         ResponseFuture {
-            kind: Kind::Passing { call },
+            kind: Kind::Passing {
+                call: Box::pin(call),
+            },
         }
     }
 
     /// A miss (boxed), or its answer when it needs no waiting.
     pub(crate) fn miss(mut miss: MissFuture<S, Req, St, P, C>) -> Self {
         let kind = match miss.take_ready() {
-            Some(out) => Kind::Ready { out: Some(out) },
+            Some(Ok(value)) => Kind::Hit { value: Some(value) },
+            Some(Err(CacheError::Upstream(e))) => Kind::Negative { error: Some(e) },
+            Some(Err(other)) => Kind::Miss {
+                fut: Box::pin(MissFuture::ready(Err(other))),
+            },
             None => Kind::Miss {
                 fut: Box::pin(miss),
             },
@@ -121,13 +135,39 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             // Polled again after completion: stay pending rather than panic.
-            KindProj::Ready { out } => out.take().map_or(Poll::Pending, Poll::Ready),
-            KindProj::Passing { call } => call.poll(cx).map(|r| match r {
-                Ok(Ok(res)) => Ok(res),
-                Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
-                Err(Shed) => Err(Shed::error()),
-            }),
-            KindProj::Miss { fut } => fut.as_mut().poll(cx),
+            KindProj::Hit { value } => value.take().map_or(Poll::Pending, |v| Poll::Ready(Ok(v))),
+            other => poll_other(other, cx),
         }
+    }
+}
+
+/// Polls anything but a fresh hit (out of line, so that polling a hit
+/// inlines into the caller).
+#[inline(never)]
+fn poll_other<S, Req, St, P, C>(
+    kind: KindProj<'_, S, Req, St, P, C>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, CacheError>>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Response: Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    Req: Carrier + Send + 'static,
+    St: Store<S::Response>,
+    P: Policy<Req, S::Response>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+{
+    match kind {
+        KindProj::Hit { value } => value.take().map_or(Poll::Pending, |v| Poll::Ready(Ok(v))),
+        KindProj::Negative { error } => error
+            .take()
+            .map_or(Poll::Pending, |e| Poll::Ready(Err(CacheError::Upstream(e)))),
+        KindProj::Passing { call } => call.as_mut().poll(cx).map(|r| match r {
+            Ok(Ok(res)) => Ok(res),
+            Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
+            Err(Shed) => Err(Shed::error()),
+        }),
+        KindProj::Miss { fut } => fut.as_mut().poll(cx),
     }
 }

@@ -13,8 +13,9 @@ use tower_service::Service;
 
 use super::core::{Core, Joined};
 use super::entry::{Age, Entry};
-use super::error::CacheError;
+use super::error::{CacheError, SharedError};
 use super::flight::{Driver, Waiter, Woken};
+use super::judge::Judged;
 use super::load::{BoxLoad, Load, Rules, Shared};
 use super::policy::Policy;
 use super::solo::{poll_bound, Solo};
@@ -137,10 +138,18 @@ where
 
     /// A hit: ready at once.
     #[inline]
-    pub(crate) fn hit(core: &Core<S::Response, St>, entry: Entry<S::Response>) -> Self {
+    pub(crate) fn hit(
+        core: &Core<S::Response, St>,
+        answer: Result<S::Response, SharedError>,
+    ) -> Self {
         Self::with(State::Ready {
-            out: Some(core.serve(entry)),
+            out: Some(core.serve(answer)),
         })
+    }
+
+    /// A future that answers `out` when polled.
+    pub(crate) fn ready(out: Result<S::Response, CacheError>) -> Self {
+        Self::with(State::Ready { out: Some(out) })
     }
 
     /// The answer, if this miss turned out to need no waiting (a stale hit,
@@ -187,7 +196,7 @@ where
         let core = ctx.core.clone();
         if let Some(entry) = &found {
             match age {
-                Age::Fresh if !early => return Self::hit(&core, entry.clone()),
+                Age::Fresh if !early => return Self::hit(&core, entry.answer()),
                 Age::Fresh | Age::Revalidate => {
                     if age == Age::Revalidate {
                         core.stats.stale_hits.inc();
@@ -203,7 +212,7 @@ where
                         });
                     }
                     if age == Age::Fresh {
-                        return Self::hit(&core, entry.clone());
+                        return Self::hit(&core, entry.answer());
                     }
                     // Counted as a stale hit above, not as a fresh one.
                     let out = entry.clone().into_answer().map_err(CacheError::Upstream);
@@ -293,11 +302,11 @@ where
                 let Some(ctx) = self.as_mut().project().ctx.take() else {
                     return Poll::Pending;
                 };
-                let (found, age, early) = match ctx.core.judge(&found, ctx.bucket) {
-                    Some((age, early)) => (found, age, early),
-                    None => (None, Age::Dead, false),
+                let next = match ctx.core.judge(found.as_ref(), ctx.bucket) {
+                    Judged::Hit(answer) => Self::hit(&ctx.core, answer),
+                    Judged::Other { found, age, early } => Self::dispatch(ctx, found, age, early),
                 };
-                self.set(Self::dispatch(ctx, found, age, early));
+                self.set(next);
             }
         }
         let mut this = self.project();

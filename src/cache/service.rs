@@ -11,11 +11,12 @@ use super::entry::Age;
 use super::error::CacheError;
 use super::future::ResponseFuture;
 use super::handle::CacheHandle;
+use super::judge::Judged;
 use super::load::{Call, Rules};
 use super::memory::MemoryStore;
 use super::miss::{Ctx, MissFuture};
 use super::policy::{DefaultPolicy, Policy};
-use super::store::{CacheKey, Lookup, Store};
+use super::store::{CacheKey, Store};
 use crate::classify::{Classify, ErrorIsFailure};
 use crate::key::{Identity, Key, KeyFn};
 use crate::signal::Carrier;
@@ -89,6 +90,7 @@ impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
 }
 
 /// The owned key of a request: its variant key if it has one, else its key.
+#[inline(never)]
 fn owned_key(variant: Option<Vec<u8>>, key: Key<'_>) -> CacheKey {
     match variant {
         Some(v) => CacheKey::from(Key::from(v)),
@@ -131,12 +133,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let core = &self.core;
         let Some(key) = self.key_fn.key(&req) else {
-            core.stats.passed_through.inc();
-            return ResponseFuture::passing(Call::new(
-                self.inner.clone(),
-                req,
-                self.rules.ready_timeout,
-            ));
+            return self.pass_through(req);
         };
         // `Vec::new` does not allocate: only a policy that writes a secondary
         // key costs an allocation on a hit.
@@ -148,33 +145,63 @@ where
             (None, None)
         };
         let bytes = full.as_deref().unwrap_or(key.as_bytes());
-        let found = match core.store.lookup(bytes) {
-            Lookup::Found(entry) => Some(entry),
-            Lookup::Absent => None,
-            Lookup::Pending => {
+        match core
+            .store
+            .lookup_with(bytes, |found| core.judge(found, bucket))
+        {
+            Some(Judged::Hit(answer)) => ResponseFuture::hit(core, answer),
+            judged => {
                 let key = owned_key(full, key);
-                let get = core.store.get(key.clone());
-                let ctx = Ctx::new(
-                    self.inner.clone(),
-                    req,
-                    key,
-                    bucket,
-                    core.clone(),
-                    self.rules.clone(),
-                );
-                return ResponseFuture::miss(MissFuture::looking(get, ctx));
-            }
-        };
-        let (found, age, early) = match core.judge(&found, bucket) {
-            Some((age, early)) => (found, age, early),
-            None => (None, Age::Dead, false),
-        };
-        if age == Age::Fresh && !early {
-            if let Some(entry) = found {
-                return ResponseFuture::hit(core, entry);
+                self.not_hit(req, key, bucket, judged)
             }
         }
-        let key = owned_key(full, key);
+    }
+}
+
+// Out of line, so that the hit path stays small.
+impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
+    /// A request without a key: passed to the inner service.
+    #[inline(never)]
+    fn pass_through<Req>(&mut self, req: Req) -> ResponseFuture<S, Req, St, P, C>
+    where
+        S: Service<Req, Response = T> + Clone + Send + 'static,
+        T: Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        Req: Carrier + Send + 'static,
+        St: Store<T>,
+        P: Policy<Req, T>,
+        C: Classify<T, S::Error> + Send + Sync + 'static,
+    {
+        self.core.stats.passed_through.inc();
+        ResponseFuture::passing(Call::new(self.inner.clone(), req, self.rules.ready_timeout))
+    }
+
+    /// Anything but a fresh hit: a store that must wait (`judged` is
+    /// `None`), a stale or early-refreshed hit, a miss.
+    #[inline(never)]
+    fn not_hit<Req>(
+        &mut self,
+        req: Req,
+        key: CacheKey,
+        bucket: Option<usize>,
+        judged: Option<Judged<T>>,
+    ) -> ResponseFuture<S, Req, St, P, C>
+    where
+        S: Service<Req, Response = T> + Clone + Send + 'static,
+        T: Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        Req: Carrier + Send + 'static,
+        St: Store<T>,
+        P: Policy<Req, T>,
+        C: Classify<T, S::Error> + Send + Sync + 'static,
+    {
+        let core = self.core.clone();
+        let get = match &judged {
+            Some(Judged::Hit(_)) | Some(Judged::Other { .. }) => None,
+            None => Some(core.store.get(key.clone())),
+        };
         let ctx = Ctx::new(
             self.inner.clone(),
             req,
@@ -183,6 +210,15 @@ where
             core.clone(),
             self.rules.clone(),
         );
-        ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
+        match (judged, get) {
+            (Some(Judged::Other { found, age, early }), _) => {
+                ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
+            }
+            (Some(Judged::Hit(answer)), _) => ResponseFuture::hit(&core, answer),
+            (None, get) => ResponseFuture::miss(match get {
+                Some(get) => MissFuture::looking(get, ctx),
+                None => MissFuture::dispatch(ctx, None, Age::Dead, false),
+            }),
+        }
     }
 }
