@@ -11,23 +11,27 @@ mod cache_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_common::Upstream;
+use cache_common::{get, key, Upstream};
 use tower::{service_fn, Service, ServiceExt};
 use tower_fleet::cache::{Cache, CacheConfig, CacheError, CacheLayer};
 use tower_fleet::key::Key;
 
 const TTL: Duration = Duration::from_secs(30);
 
-#[allow(clippy::ptr_arg)] // the cache's request type is `String`
-fn key(req: &String) -> Option<Key<'_>> {
-    Some(Key::from(req.as_str()))
-}
-
-async fn get<S>(svc: &S, k: &str) -> Result<String, CacheError>
+/// Loads `k`, hits it until a nanosecond before `TTL`, and misses it at
+/// `TTL`: the expiry a clock read per hit gives, with no yield to a tick task
+/// in between.
+async fn expires_exactly<S>(svc: &S, up: &Upstream)
 where
     S: Service<String, Response = String, Error = CacheError> + Clone,
 {
-    svc.clone().oneshot(k.to_string()).await
+    let calls = up.calls();
+    let first = get(svc, "k").await.unwrap();
+    tokio::time::advance(TTL - Duration::from_nanos(1)).await;
+    assert_eq!(get(svc, "k").await.unwrap(), first);
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    assert_ne!(get(svc, "k").await.unwrap(), first);
+    assert_eq!(up.calls(), calls + 2);
 }
 
 /// With tokio's time paused, the cache judges every hit by the clock: a tick
@@ -41,12 +45,7 @@ async fn paused_time_judges_every_hit_by_the_clock() {
         .key(key)
         .build(up.clone())
         .unwrap();
-    assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-    tokio::time::advance(TTL - Duration::from_nanos(1)).await;
-    assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-    tokio::time::advance(Duration::from_nanos(1)).await;
-    assert_eq!(get(&svc, "k").await.unwrap(), "k#2");
-    assert_eq!(up.calls(), 2);
+    expires_exactly(&svc, &up).await;
 }
 
 /// Hits from many threads at once (the bound ticking, time running) are
@@ -97,12 +96,7 @@ fn a_cache_built_outside_a_runtime_serves_hits() {
         .start_paused(true)
         .build()
         .unwrap();
-    rt.block_on(async {
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-        tokio::time::advance(TTL).await;
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#2");
-    });
+    rt.block_on(expires_exactly(&svc, &up));
     let snap = svc.handle().snapshot();
     assert_eq!((snap.hits, snap.misses), (1, 2));
 }
@@ -129,11 +123,5 @@ fn the_bound_stops_vouching_when_its_runtime_shuts_down() {
         .start_paused(true)
         .build()
         .unwrap();
-    paused.block_on(async {
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-        tokio::time::advance(TTL - Duration::from_millis(1)).await;
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#1");
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(get(&svc, "k").await.unwrap(), "k#2");
-    });
+    paused.block_on(expires_exactly(&svc, &up));
 }

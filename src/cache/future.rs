@@ -136,38 +136,29 @@ where
         match self.project().kind.project() {
             // Polled again after completion: stay pending rather than panic.
             KindProj::Hit { value } => value.take().map_or(Poll::Pending, |v| Poll::Ready(Ok(v))),
-            other => poll_other(other, cx),
+            KindProj::Negative { error } => error
+                .take()
+                .map_or(Poll::Pending, |e| Poll::Ready(Err(CacheError::Upstream(e)))),
+            KindProj::Passing { call } => poll_passing(call.as_mut(), cx),
+            KindProj::Miss { fut } => fut.as_mut().poll(cx),
         }
     }
 }
 
-/// Polls anything but a fresh hit (out of line, so that polling a hit
+/// Polls a request passed through (out of line, so that polling a hit
 /// inlines into the caller).
 #[inline(never)]
-fn poll_other<S, Req, St, P, C>(
-    kind: KindProj<'_, S, Req, St, P, C>,
+fn poll_passing<S, Req>(
+    call: Pin<&mut Call<S, Req>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, CacheError>>
 where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Response: Clone + Send + Sync + 'static,
+    S: Service<Req>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    Req: Carrier + Send + 'static,
-    St: Store<S::Response>,
-    P: Policy<Req, S::Response>,
-    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
-    match kind {
-        KindProj::Hit { value } => value.take().map_or(Poll::Pending, |v| Poll::Ready(Ok(v))),
-        KindProj::Negative { error } => error
-            .take()
-            .map_or(Poll::Pending, |e| Poll::Ready(Err(CacheError::Upstream(e)))),
-        KindProj::Passing { call } => call.as_mut().poll(cx).map(|r| match r {
-            Ok(Ok(res)) => Ok(res),
-            Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
-            Err(Shed) => Err(Shed::error()),
-        }),
-        KindProj::Miss { fut } => fut.as_mut().poll(cx),
-    }
+    call.poll(cx).map(|r| match r {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
+        Err(Shed) => Err(Shed::error()),
+    })
 }

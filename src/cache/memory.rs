@@ -200,7 +200,8 @@ impl<T: Clone + Send + Sync + 'static> MemoryStore<T> {
 
     #[inline]
     fn read(&self, shard: usize) -> RwLockReadGuard<'_, Table<T>> {
-        // A write that panicked (in a weigher) leaves the table consistent.
+        // A lock poisoned by a panicking weigher is used as it is, as
+        // quick_cache's own (non-poisoning) locks would be.
         self.inner.shards[shard]
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::core::Core;
-use super::entry::Age;
 use super::error::CacheError;
 use super::future::ResponseFuture;
 use super::handle::CacheHandle;
@@ -133,7 +132,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let core = &self.core;
         let Some(key) = self.key_fn.key(&req) else {
-            return self.pass_through(req);
+            return self.not_hit(req, None);
         };
         // `Vec::new` does not allocate: only a policy that writes a secondary
         // key costs an allocation on a hit.
@@ -152,7 +151,7 @@ where
             Some(Judged::Hit(answer)) => ResponseFuture::hit(core, answer),
             judged => {
                 let key = owned_key(full, key);
-                self.not_hit(req, key, bucket, judged)
+                self.not_hit(req, Some((key, bucket, judged)))
             }
         }
     }
@@ -160,32 +159,14 @@ where
 
 // Out of line, so that the hit path stays small.
 impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
-    /// A request without a key: passed to the inner service.
-    #[inline(never)]
-    fn pass_through<Req>(&mut self, req: Req) -> ResponseFuture<S, Req, St, P, C>
-    where
-        S: Service<Req, Response = T> + Clone + Send + 'static,
-        T: Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        Req: Carrier + Send + 'static,
-        St: Store<T>,
-        P: Policy<Req, T>,
-        C: Classify<T, S::Error> + Send + Sync + 'static,
-    {
-        self.core.stats.passed_through.inc();
-        ResponseFuture::passing(Call::new(self.inner.clone(), req, self.rules.ready_timeout))
-    }
-
-    /// Anything but a fresh hit: a store that must wait (`judged` is
+    /// Anything but a fresh hit: a request without a key (`looked` is
+    /// `None`: passed through), a store that must wait (`judged` is
     /// `None`), a stale or early-refreshed hit, a miss.
     #[inline(never)]
     fn not_hit<Req>(
-        &mut self,
+        &self,
         req: Req,
-        key: CacheKey,
-        bucket: Option<usize>,
-        judged: Option<Judged<T>>,
+        looked: Option<(CacheKey, Option<usize>, Option<Judged<T>>)>,
     ) -> ResponseFuture<S, Req, St, P, C>
     where
         S: Service<Req, Response = T> + Clone + Send + 'static,
@@ -197,28 +178,24 @@ impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
         P: Policy<Req, T>,
         C: Classify<T, S::Error> + Send + Sync + 'static,
     {
-        let core = self.core.clone();
-        let get = match &judged {
-            Some(Judged::Hit(_)) | Some(Judged::Other { .. }) => None,
-            None => Some(core.store.get(key.clone())),
+        let Some((key, bucket, judged)) = looked else {
+            self.core.stats.passed_through.inc();
+            let call = Call::new(self.inner.clone(), req, self.rules.ready_timeout);
+            return ResponseFuture::passing(call);
         };
-        let ctx = Ctx::new(
-            self.inner.clone(),
-            req,
-            key,
-            bucket,
-            core.clone(),
-            self.rules.clone(),
-        );
-        match (judged, get) {
-            (Some(Judged::Other { found, age, early }), _) => {
-                ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early))
+        let ctx = |req, key| {
+            let (inner, core, rules) = (self.inner.clone(), self.core.clone(), self.rules.clone());
+            Ctx::new(inner, req, key, bucket, core, rules)
+        };
+        match judged {
+            Some(Judged::Hit(answer)) => ResponseFuture::hit(&self.core, answer),
+            Some(Judged::Other { found, age, early }) => {
+                ResponseFuture::miss(MissFuture::dispatch(ctx(req, key), found, age, early))
             }
-            (Some(Judged::Hit(answer)), _) => ResponseFuture::hit(&core, answer),
-            (None, get) => ResponseFuture::miss(match get {
-                Some(get) => MissFuture::looking(get, ctx),
-                None => MissFuture::dispatch(ctx, None, Age::Dead, false),
-            }),
+            None => {
+                let get = self.core.store.get(key.clone());
+                ResponseFuture::miss(MissFuture::looking(get, ctx(req, key)))
+            }
         }
     }
 }
