@@ -107,8 +107,9 @@ pub struct CacheConfig {
     /// without reading the clock; only hits within `3r` of their entry's
     /// expiry (or past it) read it and are judged exactly. So no entry is
     /// served past its expiry while the task runs at most `2r` late; a task
-    /// late by `d > 2r` (a starved runtime) lets an entry be served fresh
-    /// for less than `d - 2r` past its expiry. When the task stops (its
+    /// late by `d > 2r` (a starved runtime, or one whose thread a blocking
+    /// call holds) lets an entry be served fresh for less than `d - 2r`
+    /// past its expiry. When the task stops (its
     /// runtime shut down), every hit reads the clock.
     ///
     /// Not used (every hit reads the clock) when the cache is built outside

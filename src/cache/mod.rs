@@ -153,7 +153,11 @@
 //!   served a nanosecond past its expiry: the semantics are those of a
 //!   clock read per hit.
 //! - A tick task late by `d` more than that (a runtime starved for `d`) lets
-//!   an entry be served fresh for less than `d` past its expiry.
+//!   an entry be served fresh for less than `d` past its expiry. Blocking a
+//!   runtime's thread starves it like any other task: on a current-thread
+//!   runtime, a hit right after a `std::thread::sleep` of a second may be
+//!   judged by a tick a second old. Set `clock_resolution = "0s"` where
+//!   every hit must be judged by the clock whatever the runtime does.
 //! - When the runtime shuts down, the bound stops vouching: every hit reads
 //!   the clock.
 //! - With tokio's time paused (tests), outside a runtime, with
