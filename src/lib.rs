@@ -27,48 +27,74 @@
 //! retry after", deadlines, attempt marks), [`clock`] (injectable time) and
 //! [`config`] (validated, serde-friendly configuration).
 //!
-//! ## What exists today
+//! ## The layers
 //!
+//! - [`cache`]: hits answered without touching the network or allocating,
+//!   one upstream call per key under a stampede, stale serving (while
+//!   revalidating, and when the backend fails), invalidation.
+//! - [`retry`]: jittered backoff, a lock-free retry budget, retry-after hints
+//!   and hedging, as one [`Retry`] layer.
 //! - [`shard`]: consistent-hash sharding (Maglev, ring, rendezvous, jump,
 //!   Memento), bounded loads, failover along the preference list.
 //! - [`balance`]: load balancing over a shard's replicas (P2C peak-EWMA,
 //!   least request, round robin, random), with outlier ejection, health
 //!   checks and slow start; and quorum fan-out over the same replicas
 //!   (W of N writes, R of N reads, merged, with a repair report).
-//! - [`cache`]: hits answered without touching the network or allocating,
-//!   one upstream call per key under a stampede, stale serving (while
-//!   revalidating, and when the backend fails), invalidation.
-//! - [`retry`]: jittered backoff, a lock-free retry budget, retry-after hints
-//!   and hedging, as one [`Retry`] layer.
 //! - [`breaker`]: resilience4j-grade circuit breaking (count and time
 //!   windows, slow calls, half-open probes, fail-fast or not-ready when open),
 //!   lock-free on the closed-state path, publishing its health to balancers.
+//! - [`stack`]: one configuration document and a connector in, the whole
+//!   canonical stack out, with one handle on every layer.
 //! - `http` (feature `http`): HTTP and gRPC for every layer: key
 //!   extractors, classification (gRPC statuses in trailers too), retries by
 //!   method, `Retry-After`, body replay, an RFC 9111 cache policy.
 //!
-//! The shard layer:
+//! The whole stack over two shards of two in-process replicas, from one
+//! document:
 //!
 //! ```
 //! use std::convert::Infallible;
 //! use tower::{service_fn, Service, ServiceExt};
 //! use tower_fleet::key::Key;
-//! use tower_fleet::shard::{Member, Shard};
+//! use tower_fleet::stack::{StackBuilder, StackConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_fleet::BoxError> {
-//! let node = |name: &'static str| service_fn(move |key: String| async move {
-//!     Ok::<_, Infallible>(format!("{name} owns {key}"))
-//! });
-//! let mut fleet = Shard::builder()
+//! let config: StackConfig = toml::from_str(r#"
+//!     [cache]
+//!     ttl = "30s"
+//!     [retry]
+//!     max_attempts = 3
+//!     [breaker]
+//!     consecutive_failures = 5
+//!     [[shards]]
+//!     id = "shard-a"
+//!     replicas = ["a1", "a2"]
+//!     [[shards]]
+//!     id = "shard-b"
+//!     replicas = ["b1", "b2"]
+//! "#)?;
+//! // Each replica says who answered; in a real fleet, a client bound to the address.
+//! let connect = |address: &str| {
+//!     let address = address.to_string();
+//!     service_fn(move |key: String| {
+//!         let address = address.clone();
+//!         async move { Ok::<_, Infallible>(format!("{address} owns {key}")) }
+//!     })
+//! };
+//! let (mut fleet, handle) = StackBuilder::new(config)
+//!     .connector(connect)
 //!     .key(|req: &String| Some(Key::from(req.as_str())))
-//!     .members(["shard-a", "shard-b", "shard-c"].map(|n| Member::new(n, node(n))))
 //!     .build()?;
 //!
 //! for key in ["user:1", "user:2", "user:3"] {
 //!     let answer = fleet.ready().await?.call(key.to_string()).await?;
-//!     let owner = fleet.handle().route(key.as_bytes()).unwrap();
-//!     assert_eq!(answer, format!("{owner} owns {key}"));
+//!     // The answer came from a replica of the shard that owns the key.
+//!     let owner = handle.shard().route(key.as_bytes()).unwrap();
+//!     assert!(answer.starts_with(&owner.as_str()[6..]), "{answer} not from {owner}");
 //! }
+//! // The second read of a key is a cache hit: no replica is asked.
+//! fleet.ready().await?.call("user:1".to_string()).await?;
+//! assert_eq!(handle.cache().unwrap().snapshot().hits, 1);
 //! # Ok(()) }
 //! ```
 //!

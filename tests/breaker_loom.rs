@@ -1,7 +1,7 @@
 //! Loom model of the breaker's lock-free core: concurrent recording, trips,
 //! probe reservations and epoch changes. Run by `.ci/loom`:
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test breaker_loom`.
-#![cfg(loom)]
+//! `RUSTFLAGS="--cfg tower_fleet_loom" cargo test --release --test breaker_loom`.
+#![cfg(tower_fleet_loom)]
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -40,14 +40,13 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
-        #[pin]
-        sleep: Option<Sleep>,
+        state: State<S::Future, S>,
+        // Boxed: only a request that must wait for a replica needs it, and
+        // inline it would make every request's future larger.
+        sleep: Option<Pin<Box<Sleep>>>,
         core: Option<Arc<Core<S>>>,
         classify: C,
         req: Option<Req>,
-        // Up to two replicas whose readiness is being driven.
-        cands: [Option<Cand<S>>; 2],
         // The replica the request was sent to.
         calling: Option<InFlight>,
         // When the first pick read the clock: the send time if the replica
@@ -64,8 +63,10 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Finding,
+    enum State<F, S> {
+        // Up to two replicas whose readiness is being driven. Kept in the
+        // state so that they share their room with the call's future.
+        Finding { cands: [Option<Cand<S>>; 2] },
         Calling { #[pin] fut: F },
         Failed { err: Option<BalanceError> },
     }
@@ -117,12 +118,13 @@ where
             Err(Some(_)) => None,
         };
         ResponseFuture {
-            state: State::Finding,
+            state: State::Finding {
+                cands: [first, None],
+            },
             sleep: None,
             core: Some(core.clone()),
             classify,
             req: Some(req),
-            cands: [first, None],
             calling: None,
             picked_at: now.at,
             broken: Vec::new(),
@@ -139,7 +141,6 @@ where
             core: None,
             classify,
             req: None,
-            cands: [None, None],
             calling: None,
             picked_at: None,
             broken: Vec::new(),
@@ -207,16 +208,19 @@ where
                         source: e.into(),
                     }));
                 }
-                StateProj::Finding => {}
+                StateProj::Finding { .. } => {}
             }
             let Some(core) = this.core.as_ref() else {
                 this.state.set(State::Failed { err: None });
                 continue;
             };
+            let StateProj::Finding { cands } = this.state.as_mut().project() else {
+                continue;
+            };
             // 1. Drive the readiness of the replicas held.
-            let mut sent = false;
+            let mut sent = None;
             for k in 0..2 {
-                let Some(cand) = this.cands[k].as_mut() else {
+                let Some(cand) = cands[k].as_mut() else {
                     continue;
                 };
                 let polled = cand.svc.poll_ready(cx);
@@ -225,11 +229,10 @@ where
                     Poll::Pending => {}
                     Poll::Ready(Ok(())) if removed => {
                         // It left the set while the request waited for it.
-                        this.cands[k] = None;
+                        cands[k] = None;
                     }
                     Poll::Ready(Ok(())) => {
-                        let (Some(mut cand), Some(req)) = (this.cands[k].take(), this.req.take())
-                        else {
+                        let (Some(mut cand), Some(req)) = (cands[k].take(), this.req.take()) else {
                             continue;
                         };
                         if let Some(mark) = req.attempt() {
@@ -242,16 +245,14 @@ where
                                 .unwrap_or_else(|| core.shared.clock.ticks());
                             cand.flight.sent_at = Some(at);
                         }
-                        *this.cands = [None, None];
                         let fut = cand.svc.call(req);
                         *this.calling = Some(cand.flight);
-                        this.sleep.set(None);
-                        this.state.set(State::Calling { fut });
-                        sent = true;
+                        *this.sleep = None;
+                        sent = Some(fut);
                         break;
                     }
                     Poll::Ready(Err(e)) => {
-                        if let Some(cand) = this.cands[k].take() {
+                        if let Some(cand) = cands[k].take() {
                             let id = cand.flight.state.id.clone();
                             tracing::debug!(replica = %id, "replica failed its readiness; trying another");
                             this.broken.push(cand.flight.state.endpoint);
@@ -264,12 +265,13 @@ where
                     }
                 }
             }
-            if sent {
+            if let Some(fut) = sent {
+                this.state.set(State::Calling { fut });
                 continue;
             }
             *this.picked_at = None;
             // 2. Hold a second replica while the first is not ready.
-            let held = this.cands.iter().filter(|c| c.is_some()).count();
+            let held = cands.iter().filter(|c| c.is_some()).count();
             let mut hint = None;
             if held < 2 {
                 if this.broken.len() >= MAX_READY_ERRORS && held == 0 {
@@ -282,7 +284,7 @@ where
                     continue;
                 };
                 let mut hard: Vec<EndpointId> = this.broken.clone();
-                hard.extend(this.cands.iter().flatten().map(|c| c.flight.state.endpoint));
+                hard.extend(cands.iter().flatten().map(|c| c.flight.state.endpoint));
                 let soft = tried(req);
                 let avoid = Avoid {
                     hard: &hard,
@@ -290,8 +292,8 @@ where
                 };
                 match pick(core, &avoid, &mut Now::new(&core.shared.clock)) {
                     Ok(cand) => {
-                        let free = if this.cands[0].is_none() { 0 } else { 1 };
-                        this.cands[free] = Some(cand);
+                        let free = if cands[0].is_none() { 0 } else { 1 };
+                        cands[free] = Some(cand);
                         continue;
                     }
                     Err(None) if held == 0 => {
@@ -331,7 +333,7 @@ where
                             .with_retry_after(retry_after),
                     }
                 };
-                *this.cands = [None, None];
+                *cands = [None, None];
                 this.state.set(State::Failed { err: Some(err) });
                 continue;
             }
@@ -342,17 +344,16 @@ where
             } else {
                 bound
             };
-            match this.sleep.as_mut().as_pin_mut() {
+            let sleep = match this.sleep {
                 Some(s) => {
                     if s.deadline() != wake {
-                        s.reset(wake);
+                        s.as_mut().reset(wake);
                     }
+                    s
                 }
-                None => this.sleep.set(Some(tokio::time::sleep_until(wake))),
-            }
-            if let Some(s) = this.sleep.as_mut().as_pin_mut() {
-                ready!(s.poll(cx));
-            }
+                None => this.sleep.insert(Box::pin(tokio::time::sleep_until(wake))),
+            };
+            ready!(sleep.as_mut().poll(cx));
         }
     }
 }

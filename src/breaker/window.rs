@@ -339,7 +339,7 @@ impl TimeWindow {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tower_fleet_loom)))]
 mod tests {
     use super::*;
 

@@ -53,17 +53,30 @@ pin_project! {
             // request never reached the server.
             unsent_only: bool,
         },
-        // Retries, hedges and timeouts: up to two attempts and one timer.
+        // Retries, hedges and timeouts. Boxed: it holds two attempts and a
+        // timer, and keeping it inline would make every request's future
+        // (and every future that wraps it) that large, to be copied on each
+        // move, for machinery that only retries, hedges and timeouts use.
         Full {
-            #[pin]
-            first: Attempt<S::Future>,
-            #[pin]
-            second: Attempt<S::Future>,
-            // Set to the earliest of every pending instant.
-            #[pin]
-            timer: Option<Sleep>,
-            control: Control<S, P, Req, S::Response>,
+            full: Pin<Box<Full<S, P, Req>>>,
         },
+    }
+}
+
+pin_project! {
+    // Up to two attempts in flight and one timer.
+    struct Full<S, P, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        first: Attempt<S::Future>,
+        #[pin]
+        second: Attempt<S::Future>,
+        // Set to the earliest of every pending instant.
+        #[pin]
+        timer: Option<Sleep>,
+        control: Control<S, P, Req, S::Response>,
     }
 }
 
@@ -96,15 +109,10 @@ where
         let mut d = f.debug_struct("ResponseFuture");
         match &self.state {
             State::First { .. } => d.field("attempts", &1),
-            State::Full {
-                control,
-                first,
-                second,
-                ..
-            } => d
-                .field("attempts", &control.launched)
-                .field("first", &first.info())
-                .field("second", &second.info()),
+            State::Full { full } => d
+                .field("attempts", &full.control.launched)
+                .field("first", &full.first.info())
+                .field("second", &full.second.info()),
         };
         d.finish_non_exhaustive()
     }
@@ -165,10 +173,12 @@ where
         };
         ResponseFuture {
             state: State::Full {
-                first: Attempt::Running { fut, info },
-                second: Attempt::Idle,
-                timer: None,
-                control: Control::new(shared, svc, spare, unsent_only, deadline, hedge_at),
+                full: Box::pin(Full {
+                    first: Attempt::Running { fut, info },
+                    second: Attempt::Idle,
+                    timer: None,
+                    control: Control::new(shared, svc, spare, unsent_only, deadline, hedge_at),
+                }),
             },
         }
     }
@@ -211,12 +221,10 @@ where
             }
         }
         match state.project() {
-            StateProj::Full {
-                first,
-                second,
-                timer,
-                control,
-            } => poll_full(first, second, timer, control, cx),
+            StateProj::Full { full } => {
+                let full = full.as_mut().project();
+                poll_full(full.first, full.second, full.timer, full.control, cx)
+            }
             StateProj::First { .. } => Poll::Pending,
         }
     }
@@ -248,10 +256,12 @@ where
         return Some(out);
     }
     state.set(State::Full {
-        first: Attempt::Idle,
-        second: Attempt::Idle,
-        timer: None,
-        control,
+        full: Box::pin(Full {
+            first: Attempt::Idle,
+            second: Attempt::Idle,
+            timer: None,
+            control,
+        }),
     });
     None
 }

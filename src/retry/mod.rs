@@ -127,7 +127,8 @@
 //! timeouts, the deadline, counting requests that cannot be copied, and
 //! retry-after hints that replace the backoff would each be layered around
 //! it, with more futures and clones per request. One named future with one
-//! timer does it all, allocates nothing on the success path, and clones only
+//! timer does it all, allocates nothing on a first-try success without
+//! timeouts or hedging (see below), and clones only
 //! the inner service and an `Arc` per request (tower's `Retry` clones the
 //! service and the policy). The budget still plugs into `tower::retry`.
 //!
@@ -146,7 +147,12 @@
 //!   deposit (a clock read and one atomic add), a copy of the request, a
 //!   clone of the inner service and of an `Arc`; no allocation, no lock. The
 //!   clock is read only when `timeout`, `attempt_timeout` or hedging is
-//!   configured, and a timer is made only when an attempt must wait. On a
+//!   configured, and a timer is made only when an attempt must wait. The
+//!   machinery for a second attempt (its slot, the timer, the backoff state)
+//!   lives in one box, made when the first attempt fails or, with
+//!   `timeout`, `attempt_timeout` or hedging configured, when the request
+//!   starts: so the response future stays about the size of the inner one,
+//!   which every layer above moves and stores. On a
 //!   hot path, give the layer [`Clock::coarse`](crate::clock::Clock::coarse)
 //!   ([`RetryBuilder::clock`]): the budget's clock read becomes one atomic
 //!   load instead of `Instant::now()`. BENCHMARKS.md has the figures.

@@ -90,6 +90,14 @@
 //! shard's replicas at run time: new ones are connected and wrapped like the
 //! configured ones, and the change goes to that shard's balancer only.
 //!
+//! # Metrics
+//!
+//! With the `metrics` feature, [`StackHandle::publish_metrics`] publishes
+//! every layer's counters through the [`metrics`](https://docs.rs/metrics)
+//! facade, named in Prometheus style with `shard` and `replica` labels
+//! (`tower_fleet_breaker_state{shard="kv-0",replica="10.0.0.1:7000"}`), so
+//! any exporter serves them; call it before each scrape.
+//!
 //! # Errors
 //!
 //! Building fails with a [`StackError`] that names the failing part: an
@@ -102,6 +110,8 @@
 
 mod builder;
 mod config;
+#[cfg(feature = "metrics")]
+mod export;
 mod handle;
 mod replica;
 
@@ -113,6 +123,8 @@ use crate::signal::CloneReplay;
 
 pub use builder::StackBuilder;
 pub use config::{ShardEntry, StackConfig, TimeoutConfig};
+#[cfg(feature = "metrics")]
+pub use export::breaker_state_value;
 pub use handle::{BalanceOf, BreakerOf, ReplicaBreaker, StackHandle, StackSnapshot};
 pub use replica::{Guarded, Timed};
 
