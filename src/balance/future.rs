@@ -219,6 +219,8 @@ where
             };
             // 1. Drive the readiness of the replicas held.
             let mut sent = None;
+            // Indexed: the loop body clears `cands[k]` while holding `k`.
+            #[allow(clippy::needless_range_loop)]
             for k in 0..2 {
                 let Some(cand) = cands[k].as_mut() else {
                     continue;

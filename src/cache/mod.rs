@@ -237,6 +237,9 @@ mod make_store;
 mod memory;
 mod miss;
 mod policy;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod refresh;
 mod service;
 mod slot;
