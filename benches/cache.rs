@@ -2,7 +2,8 @@
 //!
 //! - `cache/hit/*`: one hit through the `Cache` service (`ready` + `call` +
 //!   `.await`) against a bare `get` on quick_cache and on moka, with and
-//!   without expiry, and against tower-resilience's cache.
+//!   without expiry, and against tower-resilience's cache. The subjects live
+//!   in `cache_common`, shared with `cache_instructions.rs` (callgrind).
 //! - `cache/stampede_cpu/*`: the process CPU time (`getrusage`) of 1,000
 //!   coalesced requests for one missing key, for a 50 ms and a 500 ms upstream:
 //!   waiters that sleep until woken cost the same whatever the latency.
@@ -10,36 +11,18 @@
 //!   the default store, an LRU and moka of 10,000 entries on a Zipf(1.0)
 //!   trace over 1,000,000 keys.
 
-use std::future::Future;
-use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod cache_common;
+
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use futures_util::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tower::{service_fn, Layer, Service, ServiceExt};
+use tower::{service_fn, ServiceExt};
 use tower_fleet::cache::{Cache, CacheKey, Entry, Freshness, Lookup, MemoryStore, Store};
-use tower_fleet::clock::Clock;
 use tower_fleet::key::Key;
 
-const ENTRIES: u64 = 10_000;
-
-/// Polls a future that must be ready at once (every hit here is).
-fn now<F: Future>(f: F) -> F::Output {
-    f.now_or_never().expect("a hit is ready on its first poll")
-}
-
-fn value(i: u64) -> Arc<str> {
-    Arc::from(format!("value of {i}"))
-}
-
-/// Keys in a scrambled order, so that each lookup touches another slot.
-fn keys() -> Vec<u64> {
-    let mut rng = StdRng::seed_from_u64(7);
-    (0..4096).map(|_| rng.random_range(0..ENTRIES)).collect()
-}
+use cache_common::{keys, value, Subject, ENTRIES, SUBJECTS};
 
 fn hit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -51,153 +34,17 @@ fn hit(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache/hit");
     g.warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-
-    // The anchor: a bare quick_cache get.
-    let qc = quick_cache::sync::Cache::<u64, Arc<str>>::new(ENTRIES as usize);
-    for i in 0..ENTRIES {
-        qc.insert(i, value(i));
-    }
-    g.bench_function(BenchmarkId::new("quick_cache_get", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            black_box(qc.get(&keys[i]))
-        })
-    });
-
-    // quick_cache with expiry kept beside the value, as the layer does.
-    let qct = quick_cache::sync::Cache::<u64, (Arc<str>, Instant)>::new(ENTRIES as usize);
-    let until = Instant::now() + Duration::from_secs(3600);
-    for i in 0..ENTRIES {
-        qct.insert(i, (value(i), until));
-    }
-    g.bench_function(BenchmarkId::new("quick_cache_get_ttl", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            let hit = qct
-                .get(&keys[i])
-                .filter(|(_, until)| Instant::now() < *until);
-            black_box(hit.map(|(v, _)| v))
-        })
-    });
-
-    // The default store alone: a lookup by the key's bytes, no age check.
-    let store = MemoryStore::<Arc<str>>::new(ENTRIES * 2).unwrap();
-    let at = tokio::time::Instant::now();
-    for i in 0..ENTRIES {
-        drop(store.insert(
-            CacheKey::from(Key::from(i)),
-            Entry::new(value(i), at, Freshness::ttl(Duration::from_secs(3600))),
-        ));
-    }
-    g.bench_function(BenchmarkId::new("memory_store_lookup", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            match store.lookup(&keys[i].to_le_bytes()) {
-                Lookup::Found(e) => black_box(Some(e)),
-                _ => black_box(None),
-            }
-        })
-    });
-
-    let moka = moka::sync::Cache::<u64, Arc<str>>::new(ENTRIES);
-    let moka_ttl = moka::sync::Cache::<u64, Arc<str>>::builder()
-        .max_capacity(ENTRIES)
-        .time_to_live(Duration::from_secs(3600))
-        .build();
-    for i in 0..ENTRIES {
-        moka.insert(i, value(i));
-        moka_ttl.insert(i, value(i));
-    }
-    moka.run_pending_tasks();
-    moka_ttl.run_pending_tasks();
-    g.bench_function(BenchmarkId::new("moka_get", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            black_box(moka.get(&keys[i]))
-        })
-    });
-    g.bench_function(BenchmarkId::new("moka_get_ttl", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            black_box(moka_ttl.get(&keys[i]))
-        })
-    });
-
-    // The Cache service over the default store, warmed with every key.
-    let backend = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(value(id)) });
-    let build = |clock: Clock| {
-        let mut svc = Cache::builder()
-            .max_entries(ENTRIES * 2)
-            .ttl(Duration::from_secs(3600))
-            .clock(clock)
-            .key(|id: &u64| Some(Key::from(*id)))
-            .build(backend)
-            .unwrap();
-        for i in 0..ENTRIES {
-            rt.block_on(svc.ready().await_call(i));
-        }
-        svc
-    };
-    for (name, clock) in [
-        ("service", Clock::default()),
-        (
-            "service_coarse_clock",
-            Clock::coarse(Duration::from_millis(1)).unwrap(),
-        ),
-    ] {
-        let mut svc = build(clock);
+    for name in SUBJECTS {
+        let mut subject = Subject::new(name, &rt).expect("a known subject");
         g.bench_function(BenchmarkId::new(name, ENTRIES), |b| {
             let mut i = 0;
             b.iter(|| {
-                i = (i + 1) & 4095;
-                let svc = now(svc.ready()).unwrap();
-                black_box(now(svc.call(keys[i])).unwrap())
+                i = (i + 1) & (keys.len() - 1);
+                subject.hit(keys[i])
             })
         });
     }
-
-    let layer = tower_resilience_cache::CacheLayer::builder()
-        .max_size(ENTRIES as usize * 2)
-        .ttl(Duration::from_secs(3600))
-        .key_extractor(|id: &u64| *id)
-        .build()
-        .unwrap();
-    let mut resilience = layer.layer(backend);
-    for i in 0..ENTRIES {
-        rt.block_on(async {
-            resilience.ready().await.unwrap().call(i).await.unwrap();
-        });
-    }
-    g.bench_function(BenchmarkId::new("tower_resilience", ENTRIES), |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            let svc = now(resilience.ready()).unwrap();
-            black_box(now(svc.call(keys[i])).unwrap())
-        })
-    });
     g.finish();
-}
-
-/// Awaits `ready` then `call`.
-trait ReadyCall<Req> {
-    type Out;
-    fn await_call(self, req: Req) -> impl Future<Output = Self::Out>;
-}
-
-impl<'a, S: Service<Req> + 'a, Req: 'a> ReadyCall<Req> for tower::util::Ready<'a, S, Req>
-where
-    S::Error: std::fmt::Debug,
-{
-    type Out = S::Response;
-    async fn await_call(self, req: Req) -> S::Response {
-        self.await.unwrap().call(req).await.unwrap()
-    }
 }
 
 /// User plus system CPU time of this process.

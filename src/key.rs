@@ -63,6 +63,7 @@ enum Repr<'a> {
 
 impl<'a> Key<'a> {
     /// A key made of these bytes, borrowed.
+    #[inline]
     pub fn borrowed(bytes: &'a [u8]) -> Key<'a> {
         Key {
             repr: Repr::Borrowed(bytes),
@@ -91,6 +92,7 @@ impl<'a> Key<'a> {
         Key { repr }
     }
 
+    #[inline]
     fn inline(bytes: &[u8]) -> Key<'static> {
         let mut buf = [0u8; 16];
         buf[..bytes.len()].copy_from_slice(bytes);
@@ -119,18 +121,21 @@ impl AsRef<[u8]> for Key<'_> {
 }
 
 impl<'a> From<&'a str> for Key<'a> {
+    #[inline]
     fn from(s: &'a str) -> Self {
         Key::borrowed(s.as_bytes())
     }
 }
 
 impl<'a> From<&'a String> for Key<'a> {
+    #[inline]
     fn from(s: &'a String) -> Self {
         Key::borrowed(s.as_bytes())
     }
 }
 
 impl<'a> From<&'a [u8]> for Key<'a> {
+    #[inline]
     fn from(b: &'a [u8]) -> Self {
         Key::borrowed(b)
     }
@@ -143,12 +148,14 @@ impl<'a, const N: usize> From<&'a [u8; N]> for Key<'a> {
 }
 
 impl<'a> From<&'a Vec<u8>> for Key<'a> {
+    #[inline]
     fn from(b: &'a Vec<u8>) -> Self {
         Key::borrowed(b)
     }
 }
 
 impl<'a> From<&'a Bytes> for Key<'a> {
+    #[inline]
     fn from(b: &'a Bytes) -> Self {
         Key::borrowed(b)
     }
@@ -182,6 +189,7 @@ macro_rules! int_keys {
     ($($t:ty => $as:ty),* $(,)?) => {$(
         impl From<$t> for Key<'static> {
             /// Fixed-width little-endian bytes.
+            #[inline]
             fn from(n: $t) -> Self {
                 Key::inline(&(n as $as).to_le_bytes())
             }

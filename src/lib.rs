@@ -48,6 +48,8 @@
 //! - `http` (feature `http`): HTTP and gRPC for every layer: key
 //!   extractors, classification (gRPC statuses in trailers too), retries by
 //!   method, `Retry-After`, body replay, an RFC 9111 cache policy.
+//! - `cache::redis` (feature `redis`): a Redis tier shared by gateways under
+//!   the in-process cache, with invalidation fan-out over pub/sub.
 //!
 //! The whole stack over two shards of two in-process replicas, from one
 //! document:

@@ -7,6 +7,7 @@
 
 use std::alloc::System;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -70,6 +71,15 @@ fn hits_allocate_nothing() {
             .unwrap();
         assert_eq!(allocations_of_hits(&mut cache, || 42u64, 1000).await, 0);
         assert_eq!(cache.handle().snapshot().hits, 3099);
+
+        // Hits judged by the clock (no ticked bound) allocate nothing either.
+        let backend = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(Arc::new(id)) });
+        let mut by_clock = Cache::builder()
+            .clock_resolution(Duration::ZERO)
+            .key(|id: &u64| Some(Key::from(*id)))
+            .build(backend)
+            .unwrap();
+        assert_eq!(allocations_of_hits(&mut by_clock, || 42u64, 1000).await, 0);
 
         // The counter does count: a miss allocates (its key, its flight, its load).
         let region = Region::new(GLOBAL);

@@ -6,26 +6,14 @@ mod cache_common;
 
 use std::time::Duration;
 
-use cache_common::{poll_once, settle, Upstream, UpstreamError};
-use tower::{service_fn, Service, ServiceExt};
+use cache_common::{get, key, poll_once, settle, Upstream, UpstreamError};
+use tower::{service_fn, ServiceExt};
 use tower_fleet::cache::{Cache, CacheError};
 use tower_fleet::classify::Outcome;
 use tower_fleet::key::Key;
 use tower_fleet::signal::{find_unavailable, ErrorSignals, Unavailable, UnavailableKind};
 
 const TTL: Duration = Duration::from_secs(10);
-
-#[allow(clippy::ptr_arg)] // the cache's request type is `String`
-fn key(req: &String) -> Option<Key<'_>> {
-    Some(Key::from(req.as_str()))
-}
-
-async fn get<S>(svc: &S, k: &str) -> Result<String, CacheError>
-where
-    S: Service<String, Response = String, Error = CacheError> + Clone,
-{
-    svc.clone().oneshot(k.to_string()).await
-}
 
 #[tokio::test(start_paused = true)]
 async fn entries_expire_after_their_ttl() {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::config::CacheConfig;
 use super::core::{Core, Settings};
+use super::horizon::Horizon;
 use super::layer::CacheLayer;
 use super::load::Rules;
-use super::memory::MemoryStore;
+use super::make_store::{DefaultStore, GivenStore, MakeStore};
 use super::policy::DefaultPolicy;
 use super::service::Cache;
 use super::store::Store;
@@ -18,60 +19,11 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Validate};
 use crate::key::{Identity, Key};
 
-/// How a [`CacheBuilder`] gets its store: the [`DefaultStore`], made from
-/// the configuration when the cache is built, or a [`GivenStore`].
-pub trait MakeStore<T> {
-    /// The store made.
-    type Store: Store<T>;
-    /// Makes the store; `config` is already validated.
-    fn make(self, config: &CacheConfig) -> Result<Self::Store, ConfigError>;
-}
-
-/// A store given to [`CacheBuilder::store`], used as it is.
-#[derive(Debug)]
-pub struct GivenStore<St>(St);
-
-impl<T, St: Store<T>> MakeStore<T> for GivenStore<St> {
-    type Store = St;
-    fn make(self, _config: &CacheConfig) -> Result<St, ConfigError> {
-        Ok(self.0)
-    }
-}
-
 /// What a built cache is made of.
 type Parts<T, St, K, P, C> = (Arc<Core<T, St>>, Arc<K>, Arc<Rules<P, C>>);
 
 /// The cache a builder builds around `S`.
 type Built<S, T, K, M, P, C> = Cache<S, T, K, <M as MakeStore<T>>::Store, P, C>;
-
-type WeighFn<T> = Box<dyn Fn(&[u8], &T) -> u64 + Send + Sync>;
-
-/// The builder's default store: a [`MemoryStore`] of `max_entries` entries,
-/// or bounded by the weigher given to [`CacheBuilder::weigher`].
-pub struct DefaultStore<T> {
-    weigher: Option<(u64, WeighFn<T>)>,
-}
-
-impl<T> fmt::Debug for DefaultStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DefaultStore")
-            .field("max_weight", &self.weigher.as_ref().map(|w| w.0))
-            .finish()
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> MakeStore<T> for DefaultStore<T> {
-    type Store = MemoryStore<T>;
-    fn make(self, config: &CacheConfig) -> Result<MemoryStore<T>, ConfigError> {
-        match self.weigher {
-            None => MemoryStore::new(config.max_entries),
-            Some((max_weight, weigh)) => {
-                let estimate = usize::try_from(config.max_entries).unwrap_or(usize::MAX);
-                MemoryStore::weighed(max_weight, estimate, move |k: &[u8], v: &T| weigh(k, v))
-            }
-        }
-    }
-}
 
 /// Builds a [`Cache`] (or a [`CacheLayer`]). Start with [`Cache::builder`].
 ///
@@ -104,7 +56,7 @@ pub struct CacheBuilder<
     C = ErrorIsFailure,
 > {
     config: CacheConfig,
-    clock: Clock,
+    clock: Option<Clock>,
     key_fn: K,
     store: M,
     policy: P,
@@ -127,9 +79,9 @@ impl<T> CacheBuilder<T> {
     pub fn new() -> CacheBuilder<T> {
         CacheBuilder {
             config: CacheConfig::default(),
-            clock: Clock::default(),
+            clock: None,
             key_fn: Identity,
-            store: DefaultStore { weigher: None },
+            store: DefaultStore::new(),
             policy: DefaultPolicy::new(),
             classify: ErrorIsFailure,
             _value: PhantomData,
@@ -225,12 +177,24 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
         self
     }
 
-    /// The clock that ages entries (tokio's by default). A
-    /// [`Clock::coarse`] clock makes every hit one atomic load cheaper; its
-    /// resolution then bounds how precisely entries expire.
+    /// The clock that ages entries, read as it is on every hit. By default
+    /// the cache reads tokio's clock, and only on the hits that its ticked
+    /// time bound cannot prove fresh ([`CacheConfig::clock_resolution`]);
+    /// a clock given here turns that bound off. A [`Clock::coarse`] clock
+    /// costs one atomic load per hit, and its resolution then bounds how
+    /// precisely entries expire; a [`Clock::manual`] one is for tests on a
+    /// multi-threaded runtime.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How often the time bound that spares hits a clock read is ticked
+    /// ([`CacheConfig::clock_resolution`]); zero turns it off.
+    #[must_use]
+    pub fn clock_resolution(mut self, resolution: Duration) -> Self {
+        self.config.clock_resolution = resolution;
         self
     }
 
@@ -265,7 +229,7 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
             config: self.config,
             clock: self.clock,
             key_fn: self.key_fn,
-            store: GivenStore(store),
+            store: GivenStore::new(store),
             policy: self.policy,
             classify: self.classify,
             _value: PhantomData,
@@ -316,14 +280,20 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
             early_refresh: self.config.early_refresh,
             coalesce_timeout: self.config.coalesce_timeout,
         };
-        let core = Arc::new(Core::new(store, self.clock.clone(), settings));
+        let res = self.config.clock_resolution;
+        let (clock, horizon) = match self.clock {
+            Some(clock) => (clock, None),
+            None if res.is_zero() || self.config.early_refresh.is_some() => (Clock::tokio(), None),
+            None => (Clock::tokio(), Horizon::start(res)),
+        };
+        let core = Arc::new(Core::new(store, clock.clone(), horizon, settings));
         let rules = Arc::new(Rules {
             policy: self.policy,
             classify: self.classify,
             freshness,
             negative_ttl: self.config.negative_ttl,
             ready_timeout: self.config.ready_timeout,
-            clock: self.clock,
+            clock,
         });
         Ok((core, Arc::new(self.key_fn), rules))
     }
@@ -370,7 +340,7 @@ impl<T, K, P, C> CacheBuilder<T, K, DefaultStore<T>, P, C> {
         max_weight: u64,
         weigh: impl Fn(&[u8], &T) -> u64 + Send + Sync + 'static,
     ) -> Self {
-        self.store.weigher = Some((max_weight, Box::new(weigh)));
+        self.store.set_weigher(max_weight, Box::new(weigh));
         self
     }
 }

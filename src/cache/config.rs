@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::entry::Freshness;
 use crate::config::{fmt_duration, non_zero_duration, ConfigError, Validate};
 
+/// The default [`CacheConfig::clock_resolution`]: 10ms.
+pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(10);
+
 /// The largest early-refresh `beta` accepted.
 pub const MAX_EARLY_REFRESH_BETA: f64 = 10.0;
 
@@ -22,6 +25,7 @@ pub const MAX_EARLY_REFRESH_BETA: f64 = 10.0;
 /// ready_timeout = "1s"
 /// coalesce_timeout = "2s"       # optional
 /// early_refresh = 1.0           # optional: XFetch beta
+/// clock_resolution = "10ms"      # "0s": hits read the clock
 /// ```
 ///
 /// Every field is optional; an empty document is the default configuration.
@@ -92,6 +96,31 @@ pub struct CacheConfig {
     /// reader wait for one load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_refresh: Option<f64>,
+    /// How often a background task ticks the time bound that lets a hit
+    /// skip reading the clock. Default 10ms; `0s` (off), or from 1ms to 1s.
+    ///
+    /// A hit only needs the time to tell that its entry has not expired, and
+    /// reading the clock costs about as much as the store lookup itself on
+    /// some virtual machines. With a resolution `r`, a task on the tokio
+    /// runtime the cache is built in writes the time every `r`, and a hit
+    /// whose entry is fresh for more than `3r` after the last tick is served
+    /// without reading the clock; only hits within `3r` of their entry's
+    /// expiry (or past it) read it and are judged exactly. So no entry is
+    /// served past its expiry while the task runs at most `2r` late; a task
+    /// late by `d > 2r` (a starved runtime, or one whose thread a blocking
+    /// call holds) lets an entry be served fresh for less than `d - 2r`
+    /// past its expiry. When the task stops (its
+    /// runtime shut down), every hit reads the clock.
+    ///
+    /// Not used (every hit reads the clock) when the cache is built outside
+    /// a tokio runtime, while tokio's time is paused (tests), with
+    /// `early_refresh` (each hit draws against the exact time), or when
+    /// [`CacheBuilder::clock`](super::CacheBuilder::clock) gives the cache a
+    /// clock of its own. Set `0s` to read the clock on every hit; raise it
+    /// to wake the runtime less often (each tick is one task wake-up); lower
+    /// it for very short `ttl`s, where `3r` is a large part of an entry's life.
+    #[serde(with = "crate::config::duration")]
+    pub clock_resolution: Duration,
 }
 
 impl Default for CacheConfig {
@@ -106,6 +135,7 @@ impl Default for CacheConfig {
             ready_timeout: Duration::from_secs(1),
             coalesce_timeout: None,
             early_refresh: None,
+            clock_resolution: DEFAULT_CLOCK_RESOLUTION,
         }
     }
 }
@@ -164,6 +194,14 @@ impl Validate for CacheConfig {
                 bounded(field, d)?;
             }
         }
+        let res = self.clock_resolution;
+        if !res.is_zero() && !(Duration::from_millis(1)..=Duration::from_secs(1)).contains(&res) {
+            return Err(ConfigError::new(
+                "clock_resolution",
+                fmt_duration(res),
+                "must be 0s (off) or from 1ms to 1s",
+            ));
+        }
         if let Some(beta) = self.early_refresh {
             if !(beta > 0.0 && beta <= MAX_EARLY_REFRESH_BETA) {
                 return Err(ConfigError::new(
@@ -193,6 +231,7 @@ mod tests {
             ready_timeout = "250ms"
             coalesce_timeout = "2s"
             early_refresh = 1.5
+            clock_resolution = "2ms"
         "#;
         let cfg: CacheConfig = toml::from_str(text).unwrap();
         cfg.validate().unwrap();
@@ -200,6 +239,7 @@ mod tests {
         assert_eq!(cfg.time_to_idle, Some(Duration::from_secs(300)));
         assert_eq!(cfg.coalesce_timeout, Some(Duration::from_secs(2)));
         assert_eq!(cfg.early_refresh, Some(1.5));
+        assert_eq!(cfg.clock_resolution, Duration::from_millis(2));
         let back: CacheConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);
         let empty: CacheConfig = toml::from_str("").unwrap();
@@ -236,5 +276,10 @@ mod tests {
         assert_eq!(bad("early_refresh = 0.0").field(), "early_refresh");
         assert_eq!(bad("early_refresh = 11.0").field(), "early_refresh");
         assert_eq!(bad("early_refresh = nan").field(), "early_refresh");
+        let e = bad("clock_resolution = \"500us\"");
+        assert_eq!((e.field(), e.value()), ("clock_resolution", "500us"));
+        assert_eq!(bad("clock_resolution = \"2s\"").field(), "clock_resolution");
+        let off: CacheConfig = toml::from_str("clock_resolution = \"0s\"").unwrap();
+        off.validate().unwrap();
     }
 }

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use super::entry::{Age, Entry, Freshness};
+use super::entry::{Entry, Freshness};
 use super::flight::{Fence, Flight, Waiter};
 use super::handle::Stats;
+use super::horizon::Horizon;
 use super::load::{BoxLoad, LoadOutput, Shared};
 use super::store::{CacheKey, Store};
-use crate::clock::{Clock, Ticks};
+use crate::clock::Clock;
 
 /// Shards of the load registry (misses and invalidations lock one).
 const SHARDS: usize = 64;
@@ -55,12 +56,14 @@ pub(crate) struct Settings {
 pub(crate) struct Core<T, St> {
     pub(crate) store: St,
     pub(crate) clock: Clock,
+    /// When set, hits prove entries fresh from it without reading `clock`.
+    pub(crate) horizon: Option<Horizon>,
     pub(crate) settings: Settings,
     pub(crate) stats: Stats,
     shards: Box<[Shard<T>]>,
     /// Bumped by `invalidate_all`, with every shard locked.
     epoch: AtomicU64,
-    variants: Box<[AtomicU64]>,
+    pub(crate) variants: Box<[AtomicU64]>,
 }
 
 /// Invalidates a key when dropped: held by a request that changes the
@@ -115,10 +118,16 @@ pub(crate) fn finish_write<F: Future<Output = ()> + Send + Unpin + 'static>(mut 
 }
 
 impl<T: Clone, St: Store<T>> Core<T, St> {
-    pub(crate) fn new(store: St, clock: Clock, settings: Settings) -> Core<T, St> {
+    pub(crate) fn new(
+        store: St,
+        clock: Clock,
+        horizon: Option<Horizon>,
+        settings: Settings,
+    ) -> Core<T, St> {
         Core {
             store,
             clock,
+            horizon,
             settings,
             stats: Stats::default(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -129,41 +138,6 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, HashMap<CacheKey, KeyState<T>>> {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The answer of a servable entry, counted as a hit (or a negative hit).
-    #[inline]
-    pub(crate) fn serve(&self, entry: Entry<T>) -> Result<T, super::error::CacheError> {
-        match entry.into_answer() {
-            Ok(v) => {
-                self.stats.hits.inc();
-                Ok(v)
-            }
-            Err(e) => {
-                self.stats.negative_hits.inc();
-                Err(super::error::CacheError::Upstream(e))
-            }
-        }
-    }
-
-    /// Judges a looked-up entry: its age now, whether early refresh says
-    /// to refresh it now, and the time it was judged at; `None` when there
-    /// is no usable entry (none, or a variant of an older generation). The
-    /// clock is read only when there is an entry.
-    #[inline]
-    pub(crate) fn judge(
-        &self,
-        found: &Option<Entry<T>>,
-        bucket: Option<usize>,
-    ) -> Option<(Age, bool, Ticks)> {
-        match found {
-            Some(e) if bucket.is_none_or(|b| self.variant_current(b, e)) => {
-                let now = self.clock.ticks();
-                let age = e.age(now, self.settings.tti);
-                Some((age, age == Age::Fresh && self.refresh_early(e, now), now))
-            }
-            _ => None,
-        }
     }
 
     /// The variant bucket of a primary key and its generation now.
@@ -182,14 +156,6 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
     /// The generation of a variant bucket now.
     pub(crate) fn variant_fence_bucket(&self, bucket: usize) -> u64 {
         self.variants[bucket].load(Ordering::Acquire)
-    }
-
-    /// Whether a variant entry is still current.
-    #[inline]
-    pub(crate) fn variant_current(&self, bucket: usize, entry: &Entry<T>) -> bool {
-        entry
-            .variant_gen()
-            .is_none_or(|g| self.variants[bucket].load(Ordering::Acquire) == g)
     }
 
     /// Joins the flight of `key`, or registers a new one for this caller to lead.
@@ -325,7 +291,6 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             keep.freshness,
             keep.took,
             fence.variant.map(|(_, g)| g),
-            self.settings.tti.is_some(),
         ))
     }
 
@@ -387,14 +352,12 @@ impl<T: Clone, St: Store<T>> Core<T, St> {
             ks.gen += 1;
             ks.flight = None;
         }
-        let track = self.settings.tti.is_some();
         let entry = Entry::build(
             Ok(value),
             self.clock.ticks(),
             self.settings.freshness,
             Duration::ZERO,
             None,
-            track,
         );
         let done = self.store.insert(CacheKey::copy_from(key), entry);
         drop(map);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::SharedError;
+use super::horizon::Bounds;
 use crate::clock::Ticks;
 
 /// How long a stored response may be served.
@@ -48,38 +49,44 @@ impl Freshness {
 
 /// One stored response, or one negatively cached error, with the times that
 /// decide how it is served. Cloning it clones the response (use `Bytes` or
-/// `Arc<_>`); its times are stored inline, so that judging a hit touches no
-/// memory beyond the store's slot and the response itself.
+/// `Arc<_>`) and shares its times.
+///
+/// A hit reads only what sits inline, beside the response: the time until
+/// which it is fresh. The other times (when it was stored, its stale
+/// windows, how long its load took, its last read for time-to-idle) live in
+/// one allocation shared by the entry's clones, read by the rarer paths.
+/// The cache judges hits in place in the store (see
+/// [`Store::lookup_with`](super::Store::lookup_with)), so a hit clones the
+/// response and nothing else.
 ///
 /// Stores keep entries opaque; the cache judges their age. A store that
 /// persists entries elsewhere (a remote tier) rebuilds them with
 /// [`Entry::new`] from the value and the times it saved.
 pub struct Entry<T> {
     value: Result<T, SharedError>,
-    stored: Ticks,
     fresh_until: Ticks,
+    times: Arc<Times>,
+}
+
+/// The times of an entry that a fresh hit does not read.
+struct Times {
+    stored: Ticks,
     swr_until: Ticks,
     sie_until: Ticks,
     /// How long the load that produced it took (the "delta" of early refresh).
     load_nanos: u64,
     /// With a secondary key: the variant generation the load started under.
     variant_gen: Option<u64>,
-    /// The last read, for time-to-idle: shared by the clones of the entry,
-    /// and only allocated when time-to-idle is on.
-    last_access: Option<Arc<AtomicU64>>,
+    /// The last read, for time-to-idle (written only when it is on).
+    last_access: AtomicU64,
 }
 
 impl<T: Clone> Clone for Entry<T> {
     fn clone(&self) -> Self {
         Entry {
             value: self.value.clone(),
-            stored: self.stored,
             fresh_until: self.fresh_until,
-            swr_until: self.swr_until,
-            sie_until: self.sie_until,
-            load_nanos: self.load_nanos,
-            variant_gen: self.variant_gen,
-            last_access: self.last_access.clone(),
+            times: self.times.clone(),
         }
     }
 }
@@ -116,7 +123,6 @@ impl<T> Entry<T> {
             freshness,
             Duration::ZERO,
             None,
-            true,
         )
     }
 
@@ -126,18 +132,19 @@ impl<T> Entry<T> {
         freshness: Freshness,
         load_time: Duration,
         variant_gen: Option<u64>,
-        track_access: bool,
     ) -> Entry<T> {
         let fresh_until = stored.plus(freshness.ttl);
         Entry {
             value,
-            stored,
             fresh_until,
-            swr_until: fresh_until.plus(freshness.stale_while_revalidate),
-            sie_until: fresh_until.plus(freshness.stale_if_error),
-            load_nanos: u64::try_from(load_time.as_nanos()).unwrap_or(u64::MAX),
-            variant_gen,
-            last_access: track_access.then(|| Arc::new(AtomicU64::new(stored.0))),
+            times: Arc::new(Times {
+                stored,
+                swr_until: fresh_until.plus(freshness.stale_while_revalidate),
+                sie_until: fresh_until.plus(freshness.stale_if_error),
+                load_nanos: u64::try_from(load_time.as_nanos()).unwrap_or(u64::MAX),
+                variant_gen,
+                last_access: AtomicU64::new(stored.0),
+            }),
         }
     }
 
@@ -153,7 +160,7 @@ impl<T> Entry<T> {
 
     /// When the entry was stored.
     pub fn stored_at(&self) -> Instant {
-        self.stored.to_instant()
+        self.times.stored.to_instant()
     }
 
     /// Until when the entry is fresh.
@@ -163,78 +170,96 @@ impl<T> Entry<T> {
 
     /// After this instant the entry is never served: a store may drop it.
     pub fn expires_at(&self) -> Instant {
-        self.swr_until.max(self.sie_until).to_instant()
+        self.times.swr_until.max(self.times.sie_until).to_instant()
     }
 
     /// The freshness the entry was stored with.
     pub fn freshness(&self) -> Freshness {
-        let i = self;
+        let t = &*self.times;
         Freshness {
-            ttl: i.fresh_until.since(i.stored),
-            stale_while_revalidate: i.swr_until.since(i.fresh_until),
-            stale_if_error: i.sie_until.since(i.fresh_until),
+            ttl: self.fresh_until.since(t.stored),
+            stale_while_revalidate: t.swr_until.since(self.fresh_until),
+            stale_if_error: t.sie_until.since(self.fresh_until),
         }
     }
 
-    /// How long the entry has been stored at `now`.
+    /// How long the entry has been stored at `now` (zero if `now` is
+    /// earlier than its store).
     #[inline]
     pub(crate) fn age_at(&self, now: Ticks) -> Duration {
-        now.since(self.stored)
+        now.since(self.times.stored)
     }
 
     pub(crate) fn variant_gen(&self) -> Option<u64> {
-        self.variant_gen
+        self.times.variant_gen
     }
 
     pub(crate) fn load_time(&self) -> Duration {
-        Duration::from_nanos(self.load_nanos)
+        Duration::from_nanos(self.times.load_nanos)
     }
 
     pub(crate) fn fresh_until_ticks(&self) -> Ticks {
         self.fresh_until
     }
 
+    /// Whether the entry is still alive at `upper` (not idle for longer
+    /// than `tti`); records an access at `seen` (a time no later than now)
+    /// once in a while.
+    #[inline]
+    fn alive(&self, upper: Ticks, seen: Ticks, tti: Duration) -> bool {
+        let last_access = &self.times.last_access;
+        let last = Ticks(last_access.load(Ordering::Relaxed));
+        if upper.since(last) > tti {
+            return false;
+        }
+        // Write the access time only once in a while, so hot entries do
+        // not bounce their cache line between cores on every hit.
+        if seen.since(last) > tti / 32 {
+            last_access.store(seen.0, Ordering::Relaxed);
+        }
+        true
+    }
+
     /// How the entry may be served at `now`, and records the access for
     /// time-to-idle.
     #[inline]
     pub(crate) fn age(&self, now: Ticks, tti: Option<Duration>) -> Age {
-        let i = self;
-        if let Some(tti) = tti {
-            // An entry stored before time-to-idle was on is idle since it was stored.
-            let last = i
-                .last_access
-                .as_ref()
-                .map_or(i.stored, |a| Ticks(a.load(Ordering::Relaxed)));
-            if now.since(last) > tti {
-                return Age::Dead;
-            }
-            // Write the access time only once in a while, so hot entries do
-            // not bounce their cache line between cores on every hit.
-            if let Some(a) = &i.last_access {
-                if now.since(last) > tti / 32 {
-                    a.store(now.0, Ordering::Relaxed);
-                }
-            }
+        if tti.is_some_and(|tti| !self.alive(now, now, tti)) {
+            return Age::Dead;
         }
-        if now < i.fresh_until {
+        let t = &*self.times;
+        if now < self.fresh_until {
             Age::Fresh
-        } else if now < i.swr_until {
+        } else if now < t.swr_until {
             Age::Revalidate
-        } else if now < i.sie_until {
+        } else if now < t.sie_until {
             Age::IfError
         } else {
             Age::Dead
         }
     }
 
-    /// Whether a load that failed at `now` may still answer with this entry.
-    pub(crate) fn serves_if_error(&self, now: Ticks) -> bool {
-        self.value.is_ok() && now < self.sie_until
+    /// Whether the entry is fresh (and, with time-to-idle, not idle) at
+    /// every time up to `bounds.upper`: then it is fresh now, whatever the
+    /// exact time. Records the access for time-to-idle at `bounds.lower`, a
+    /// time no later than now, so an entry can only die early, never late.
+    #[inline]
+    pub(crate) fn fresh_through(&self, bounds: Bounds, tti: Option<Duration>) -> bool {
+        bounds.upper < self.fresh_until
+            && tti.is_none_or(|tti| self.alive(bounds.upper, bounds.lower, tti))
     }
 
-    /// The stored response (or error), out of the entry.
+    /// Whether a load that failed at `now` may still answer with this entry.
+    pub(crate) fn serves_if_error(&self, now: Ticks) -> bool {
+        self.value.is_ok() && now < self.times.sie_until
+    }
+
+    /// A clone of the stored response (or error).
     #[inline]
-    pub(crate) fn into_answer(self) -> Result<T, SharedError> {
-        self.value
+    pub(crate) fn answer(&self) -> Result<T, SharedError>
+    where
+        T: Clone,
+    {
+        self.value.clone()
     }
 }

@@ -21,13 +21,18 @@ use crate::BoxError;
 pin_project! {
     /// The response future of [`Cache`](super::Cache).
     ///
-    /// A hit is ready on its first poll and is a few words in size: no
-    /// allocation. A miss (and a lookup in a store that must wait) lives in
-    /// one boxed state machine: it either drives the load (the first caller of
-    /// a key, or a waiter that took the load over from a cancelled one) or
-    /// waits to be woken with the load's result. Dropping the future is always
-    /// safe: a load it was driving passes to a waiter, or is cancelled when
-    /// nobody waits for it any more.
+    /// A hit is ready on its first poll and holds nothing but the response:
+    /// no allocation, and the future is a few words in size whatever the
+    /// inner service's future is (a request passed through, without a key
+    /// or as its policy's [`RequestMode`](super::RequestMode) says, boxes
+    /// its call so that hits need not carry its size). A miss (and a lookup
+    /// in a store that must wait) lives in one boxed state machine: it
+    /// either drives the load (the first caller of a key, or a waiter that
+    /// took the load over from a cancelled one) or waits to be woken with
+    /// the load's result. Dropping the future is always safe: a load it was
+    /// driving passes to a waiter, or is cancelled when nobody waits for it
+    /// any more; a request that invalidates its key does so when it is
+    /// dropped unanswered too.
     pub struct ResponseFuture<S, Req, St, P, C>
     where
         S: Service<Req>,
@@ -47,15 +52,25 @@ pin_project! {
         S::Response: Clone,
         St: Store<S::Response>,
     {
-        Ready { out: Option<Result<S::Response, CacheError>> },
-        Passing { #[pin] call: Call<S, Req> },
-        // Passed through; invalidates its key when dropped.
-        Invalidating {
-            #[pin]
-            call: Call<S, Req>,
-            guard: Option<Invalidation<S::Response, St>>,
-        },
+        Hit { value: Option<S::Response> },
+        Negative { error: Option<SharedError> },
+        Passing { call: Pin<Box<Passed<S, Req, St>>> },
         Miss { fut: Pin<Box<MissFuture<S, Req, St, P, C>>> },
+    }
+}
+
+pin_project! {
+    /// A call passed through the cache, with the invalidation its answer
+    /// makes (a request that changes its resource), if any.
+    pub(crate) struct Passed<S, Req, St>
+    where
+        S: Service<Req>,
+        S::Response: Clone,
+        St: Store<S::Response>,
+    {
+        #[pin]
+        call: Call<S, Req>,
+        guard: Option<Invalidation<S::Response, St>>,
     }
 }
 
@@ -67,9 +82,11 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Hit { .. } | Kind::Negative { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Passing { call } if call.guard.is_some() => {
+                f.write_str("ResponseFuture::Invalidating")
+            }
             Kind::Passing { .. } => f.write_str("ResponseFuture::PassingThrough"),
-            Kind::Invalidating { .. } => f.write_str("ResponseFuture::Invalidating"),
             Kind::Miss { fut } => fut.fmt(f),
         }
     }
@@ -81,41 +98,45 @@ where
     S::Response: Clone,
     St: Store<S::Response>,
 {
-    /// A hit: ready at once.
+    /// A hit (or a negative hit): ready at once.
     #[inline]
     pub(crate) fn hit(out: Result<S::Response, CacheError>) -> Self {
-        ResponseFuture {
-            kind: Kind::Ready { out: Some(out) },
-        }
-    }
-
-    /// A request that changes its resource: passed through, its key
-    /// invalidated when the answer arrives (or the call is dropped).
-    pub(crate) fn invalidating(call: Call<S, Req>, guard: Invalidation<S::Response, St>) -> Self {
-        ResponseFuture {
-            kind: Kind::Invalidating {
-                call,
-                guard: Some(guard),
+        let kind = match out {
+            Ok(value) => Kind::Hit { value: Some(value) },
+            Err(CacheError::Upstream(e)) => Kind::Negative { error: Some(e) },
+            Err(other) => Kind::Miss {
+                fut: Box::pin(MissFuture::ready(Err(other))),
             },
-        }
+        };
+        ResponseFuture { kind }
     }
 
-    /// A request without a key, passed through.
-    pub(crate) fn passing(call: Call<S, Req>) -> Self {
+    /// A request passed through (boxed); with `invalidation`, its key is
+    /// invalidated when the answer arrives or the call is dropped.
+    pub(crate) fn passing(
+        call: Call<S, Req>,
+        invalidation: Option<Invalidation<S::Response, St>>,
+    ) -> Self {
         ResponseFuture {
-            kind: Kind::Passing { call },
+            kind: Kind::Passing {
+                call: Box::pin(Passed {
+                    call,
+                    guard: invalidation,
+                }),
+            },
         }
     }
 
     /// A miss (boxed), or its answer when it needs no waiting.
     pub(crate) fn miss(mut miss: MissFuture<S, Req, St, P, C>) -> Self {
-        let kind = match miss.take_ready() {
-            Some(out) => Kind::Ready { out: Some(out) },
-            None => Kind::Miss {
-                fut: Box::pin(miss),
+        match miss.take_ready() {
+            Some(out) => Self::hit(out),
+            None => ResponseFuture {
+                kind: Kind::Miss {
+                    fut: Box::pin(miss),
+                },
             },
-        };
-        ResponseFuture { kind }
+        }
     }
 }
 
@@ -136,24 +157,36 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             // Polled again after completion: stay pending rather than panic.
-            KindProj::Ready { out } => out.take().map_or(Poll::Pending, Poll::Ready),
-            KindProj::Passing { call } => call.poll(cx).map(passed),
-            KindProj::Invalidating { call, guard } => {
-                let out = ready!(call.poll(cx));
-                // Invalidated before the caller sees the answer.
-                drop(guard.take());
-                Poll::Ready(passed(out))
-            }
+            KindProj::Hit { value } => value.take().map_or(Poll::Pending, |v| Poll::Ready(Ok(v))),
+            KindProj::Negative { error } => error
+                .take()
+                .map_or(Poll::Pending, |e| Poll::Ready(Err(CacheError::Upstream(e)))),
+            KindProj::Passing { call } => poll_passing(call.as_mut(), cx),
             KindProj::Miss { fut } => fut.as_mut().poll(cx),
         }
     }
 }
 
-/// The answer of a call passed through the cache.
-fn passed<T, E: Into<BoxError>>(out: Result<Result<T, E>, Shed>) -> Result<T, CacheError> {
-    match out {
+/// Polls a request passed through (out of line, so that polling a hit
+/// inlines into the caller).
+#[inline(never)]
+fn poll_passing<S, Req, St>(
+    passed: Pin<&mut Passed<S, Req, St>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, CacheError>>
+where
+    S: Service<Req>,
+    S::Response: Clone,
+    S::Error: Into<BoxError>,
+    St: Store<S::Response>,
+{
+    let this = passed.project();
+    let out = ready!(this.call.poll(cx));
+    // Invalidated before the caller sees the answer.
+    drop(this.guard.take());
+    Poll::Ready(match out {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => Err(CacheError::Upstream(SharedError::new(e.into()))),
         Err(Shed) => Err(Shed::error()),
-    }
+    })
 }

@@ -149,7 +149,7 @@ pub(crate) use crate::metrics::Counter;
 
 #[derive(Default)]
 pub(crate) struct Stats {
-    pub(crate) hits: Counter,
+    pub(crate) hits: super::hits::Hits,
     pub(crate) stale_hits: Counter,
     pub(crate) negative_hits: Counter,
     pub(crate) stale_if_error: Counter,

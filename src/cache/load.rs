@@ -30,20 +30,21 @@ pub(crate) struct Rules<P, C> {
 }
 
 impl<P, C> Rules<P, C> {
-    /// The answer of a servable entry judged at `now`, counted as a hit,
-    /// adjusted by the policy ([`Policy::served`]).
+    /// The answer of a servable entry that had been stored for
+    /// `stored_for`, counted as a hit (or a negative hit), and adjusted by
+    /// the policy ([`Policy::served`]) when it is a response.
     #[inline]
     pub(crate) fn serve<Req, T: Clone, St: super::store::Store<T>>(
         &self,
         core: &super::core::Core<T, St>,
-        entry: super::entry::Entry<T>,
-        now: crate::clock::Ticks,
+        answer: Result<T, SharedError>,
+        stored_for: Duration,
     ) -> Result<T, CacheError>
     where
         P: Policy<Req, T>,
     {
-        let age = entry.age_at(now);
-        core.serve(entry).map(|v| self.policy.served(v, age))
+        core.serve(answer)
+            .map(|v| self.policy.served(v, stored_for))
     }
 }
 

@@ -2,27 +2,37 @@
 
 use std::fmt;
 use std::future::{ready, Ready};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use quick_cache::sync::Cache as QuickCache;
-use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+use quick_cache::unsync::Cache as QuickCache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use super::entry::Entry;
+use super::slot::{PassHash, Probe, Slot};
 use super::store::{CacheKey, Lookup, Store, StoreStats};
 use crate::config::ConfigError;
 
-type Map<T> = QuickCache<CacheKey, Entry<T>, Weigh<T>, DefaultHashBuilder, Evictions>;
+/// One shard's table.
+type Table<T> = QuickCache<Slot, Entry<T>, Weigh<T>, PassHash, Evictions>;
+
+/// One shard: a `quick_cache` table behind its own read-write lock.
+type Shard<T> = RwLock<Table<T>>;
 
 type WeighFn<T> = Arc<dyn Fn(&[u8], &T) -> u64 + Send + Sync>;
 
 /// The in-memory store: a bounded, concurrent map with S3-FIFO eviction
 /// (the `quick_cache` crate), bounded by entry count or by a weigher.
 ///
-/// A lookup hashes the borrowed key bytes, takes one shard's read lock
-/// (uncontended readers do not block each other) and clones the entry's `Arc`:
-/// no allocation. Expired entries are not swept: the cache treats them as
-/// misses and overwrites them, and, never hit again, they are the first
+/// The map is split in shards, each a `quick_cache` table behind its own
+/// read-write lock. A lookup hashes the borrowed key bytes once (xxh3, with a
+/// seed drawn per store so that clients cannot choose keys that collide),
+/// takes one shard's read lock (readers do not block each other), and lets
+/// the cache judge the entry in place: a hit clones only the response (an
+/// `Arc`), no allocation. Keys are kept with their hash, so a probe compares
+/// hashes before bytes. Expired entries are not swept: the cache treats them
+/// as misses and overwrites them, and, never hit again, they are the first
 /// evicted. See the [module docs](super) for why `quick_cache` and not moka.
 ///
 /// ```
@@ -34,24 +44,30 @@ type WeighFn<T> = Arc<dyn Fn(&[u8], &T) -> u64 + Send + Sync>;
 /// # let _ = store;
 /// ```
 pub struct MemoryStore<T> {
-    map: Arc<Map<T>>,
+    inner: Arc<Inner<T>>,
+}
+
+struct Inner<T> {
+    shards: Box<[Shard<T>]>,
+    mask: usize,
+    seed: u64,
+    capacity: u64,
     evictions: Arc<AtomicU64>,
 }
 
 impl<T> Clone for MemoryStore<T> {
     fn clone(&self) -> Self {
         MemoryStore {
-            map: self.map.clone(),
-            evictions: self.evictions.clone(),
+            inner: self.inner.clone(),
         }
     }
 }
 
-impl<T: Clone> fmt::Debug for MemoryStore<T> {
+impl<T: Clone + Send + Sync + 'static> fmt::Debug for MemoryStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.map.len())
-            .field("capacity", &self.map.capacity())
+            .field("entries", &self.len())
+            .field("capacity", &self.inner.capacity)
             .finish()
     }
 }
@@ -64,11 +80,11 @@ impl<T> Clone for Weigh<T> {
     }
 }
 
-impl<T> Weighter<CacheKey, Entry<T>> for Weigh<T> {
-    fn weight(&self, key: &CacheKey, entry: &Entry<T>) -> u64 {
+impl<T> Weighter<Slot, Entry<T>> for Weigh<T> {
+    fn weight(&self, slot: &Slot, entry: &Entry<T>) -> u64 {
         match (&self.0, entry.value()) {
             // A weight of 0 would pin the entry: never evictable.
-            (Some(f), Ok(v)) => f(key.as_bytes(), v).max(1),
+            (Some(f), Ok(v)) => slot.with_bytes(|k| f(k, v)).max(1),
             _ => 1,
         }
     }
@@ -80,17 +96,20 @@ struct Evictions(Arc<AtomicU64>);
 /// The key an insert is writing: `quick_cache` reports the entry a write
 /// replaces through the eviction hook too, and a replacement is no eviction.
 #[derive(Default)]
-struct Inserting(Option<CacheKey>);
+struct Inserting(Option<Slot>);
 
-impl<T> Lifecycle<CacheKey, Entry<T>> for Evictions {
+impl<T> Lifecycle<Slot, Entry<T>> for Evictions {
     type RequestState = Inserting;
 
-    fn on_evict(&self, state: &mut Inserting, key: CacheKey, _entry: Entry<T>) {
+    fn on_evict(&self, state: &mut Inserting, key: Slot, _entry: Entry<T>) {
         if state.0.as_ref() != Some(&key) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
+
+/// Shards hold at least this many entries (fewer shards for small stores).
+const MIN_SHARD_ITEMS: usize = 32;
 
 impl<T: Clone + Send + Sync + 'static> MemoryStore<T> {
     /// A store of at most `max_entries` entries (at least 1).
@@ -124,32 +143,74 @@ impl<T: Clone + Send + Sync + 'static> MemoryStore<T> {
         if capacity == 0 {
             return Err(ConfigError::new(field, capacity, "must be at least 1"));
         }
+        // As quick_cache's own sharded map: four shards per core, fewer when
+        // shards would hold under 32 entries.
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let mut shards = cores.saturating_mul(4).next_power_of_two();
+        while shards > 1 && items.div_ceil(shards) < MIN_SHARD_ITEMS {
+            shards /= 2;
+        }
+        let per_shard = capacity.div_ceil(shards as u64);
         let options = OptionsBuilder::new()
-            .estimated_items_capacity(items)
-            .weight_capacity(capacity)
+            .estimated_items_capacity(items.div_ceil(shards))
+            .weight_capacity(per_shard)
             .build()
             .map_err(|e| ConfigError::new(field, capacity, e.to_string()))?;
         let evictions = Arc::new(AtomicU64::new(0));
-        let map = QuickCache::with_options(
-            options,
-            weigh,
-            DefaultHashBuilder::default(),
-            Evictions(evictions.clone()),
-        );
+        let shards = (0..shards)
+            .map(|_| {
+                RwLock::new(QuickCache::with_options(
+                    options.clone(),
+                    weigh.clone(),
+                    PassHash,
+                    Evictions(evictions.clone()),
+                ))
+            })
+            .collect::<Box<[_]>>();
         Ok(MemoryStore {
-            map: Arc::new(map),
-            evictions,
+            inner: Arc::new(Inner {
+                mask: shards.len() - 1,
+                shards,
+                // A seed no client can know: std draws its hasher keys at random.
+                seed: std::collections::hash_map::RandomState::new().hash_one(0x0063_6163_6865_u64),
+                capacity,
+                evictions,
+            }),
         })
     }
 
     /// Entries held now (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
-        self.map.len()
+        (0..self.inner.shards.len())
+            .map(|i| self.read(i).len())
+            .sum()
     }
 
     /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
+    }
+
+    /// The shard of a hash: bits from its middle, since `quick_cache`'s
+    /// table uses the lowest and the highest ones.
+    #[inline]
+    fn shard_of(&self, hash: u64) -> usize {
+        (hash.rotate_right(32) as usize) & self.inner.mask
+    }
+
+    #[inline]
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Table<T>> {
+        // A lock poisoned by a panicking weigher is used as it is, as
+        // quick_cache's own (non-poisoning) locks would be.
+        self.inner.shards[shard]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Table<T>> {
+        self.inner.shards[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -159,36 +220,49 @@ impl<T: Clone + Send + Sync + 'static> Store<T> for MemoryStore<T> {
 
     #[inline]
     fn lookup(&self, key: &[u8]) -> Lookup<T> {
-        match self.map.get(key) {
-            Some(entry) => Lookup::Found(entry),
-            None => Lookup::Absent,
+        match self.lookup_with(key, |e| e.cloned()) {
+            Some(Some(entry)) => Lookup::Found(entry),
+            _ => Lookup::Absent,
         }
     }
 
+    /// Judges the entry in place, under the shard's read lock.
+    #[inline]
+    fn lookup_with<R>(&self, key: &[u8], read: impl FnOnce(Option<&Entry<T>>) -> R) -> Option<R> {
+        let probe = Probe::new(key, self.inner.seed);
+        let shard = self.read(self.shard_of(probe.hash));
+        Some(read(shard.get(&probe)))
+    }
+
     fn get(&self, key: CacheKey) -> Self::Get {
-        ready(self.map.get(key.as_bytes()))
+        ready(self.lookup_with(key.as_bytes(), |e| e.cloned()).flatten())
     }
 
     fn insert(&self, key: CacheKey, entry: Entry<T>) -> Self::Done {
-        let mut state = Inserting(Some(key.clone()));
-        self.map.insert_with_lifecycle(key, entry, &mut state);
+        let slot = Probe::new(key.as_bytes(), self.inner.seed).to_slot();
+        let mut state = Inserting(Some(slot.clone()));
+        self.write(self.shard_of(slot.hash))
+            .insert_with_lifecycle(slot, entry, &mut state);
         ready(())
     }
 
     fn invalidate(&self, key: &[u8]) -> Self::Done {
-        self.map.remove(key);
+        let probe = Probe::new(key, self.inner.seed);
+        self.write(self.shard_of(probe.hash)).remove(&probe);
         ready(())
     }
 
     fn invalidate_all(&self) -> Self::Done {
-        self.map.clear();
+        for i in 0..self.inner.shards.len() {
+            self.write(i).clear();
+        }
         ready(())
     }
 
     fn stats(&self) -> StoreStats {
         StoreStats::new(
-            Some(self.map.len() as u64),
-            Some(self.evictions.load(Ordering::Relaxed)),
+            Some(self.len() as u64),
+            Some(self.inner.evictions.load(Ordering::Relaxed)),
         )
     }
 }

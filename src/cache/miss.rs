@@ -15,6 +15,7 @@ use super::core::{Core, Joined};
 use super::entry::{Age, Entry};
 use super::error::CacheError;
 use super::flight::{Driver, Waiter, Woken};
+use super::judge::Judged;
 use super::load::{BoxLoad, Load, Rules, Shared};
 use super::policy::Policy;
 use super::solo::{poll_bound, Solo};
@@ -136,9 +137,10 @@ where
         }
     }
 
-    /// An answer known at once (a hit).
+    /// A future that answers `out` when polled: an answer known at once
+    /// (a hit, an error).
     #[inline]
-    pub(crate) fn answered(out: Result<S::Response, CacheError>) -> Self {
+    pub(crate) fn ready(out: Result<S::Response, CacheError>) -> Self {
         Self::with(State::Ready { out: Some(out) })
     }
 
@@ -186,9 +188,10 @@ where
     ) -> Self {
         let core = ctx.core.clone();
         if let Some(entry) = &found {
-            let serve = |rules: &Rules<P, C>| rules.serve::<Req, _, _>(&core, entry.clone(), now);
+            // Judged at `now`, so its age costs no clock read.
+            let serve = |rules: &Rules<P, C>| rules.serve(&core, entry.answer(), entry.age_at(now));
             match age {
-                Age::Fresh if !early => return Self::answered(serve(&ctx.rules)),
+                Age::Fresh if !early => return Self::ready(serve(&ctx.rules)),
                 Age::Fresh | Age::Revalidate => {
                     if age == Age::Revalidate {
                         core.stats.stale_hits.inc();
@@ -204,15 +207,14 @@ where
                         });
                     }
                     if age == Age::Fresh {
-                        return Self::answered(serve(&ctx.rules));
+                        return Self::ready(serve(&ctx.rules));
                     }
                     // Counted as a stale hit above, not as a fresh one.
                     let out = entry
-                        .clone()
-                        .into_answer()
+                        .answer()
                         .map(|v| ctx.rules.policy.served(v, entry.age_at(now)))
                         .map_err(CacheError::Upstream);
-                    return Self::with(State::Ready { out: Some(out) });
+                    return Self::ready(out);
                 }
                 Age::IfError | Age::Dead => {}
             }
@@ -299,11 +301,18 @@ where
                 let Some(ctx) = self.as_mut().project().ctx.take() else {
                     return Poll::Pending;
                 };
-                let (found, age, early, now) = match ctx.core.judge(&found, ctx.bucket) {
-                    Some((age, early, now)) => (found, age, early, now),
-                    None => (None, Age::Dead, false, Ticks(0)),
+                let next = match ctx.core.judge(found.as_ref(), ctx.bucket) {
+                    Judged::Hit { answer, stored_for } => {
+                        Self::ready(ctx.rules.serve(&ctx.core, answer, stored_for))
+                    }
+                    Judged::Other {
+                        found,
+                        age,
+                        early,
+                        now,
+                    } => Self::dispatch(ctx, found, age, early, now),
                 };
-                self.set(Self::dispatch(ctx, found, age, early, now));
+                self.set(next);
             }
         }
         let mut this = self.project();

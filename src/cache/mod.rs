@@ -40,7 +40,8 @@
 //!
 //! The [`KeyFn`](crate::key::KeyFn) gives the request's key, borrowed from the
 //! request (a request without a key passes through uncached). The store is
-//! asked synchronously, with the key's bytes, and the entry's age decides:
+//! asked synchronously, with the key's bytes, and the entry's age, judged in
+//! place in the store ([`Store::lookup_with`]), decides:
 //!
 //! - **fresh** (younger than its `ttl`): a clone of the stored response,
 //!   answered in `call`; the future is ready on its first poll. The inner
@@ -116,16 +117,19 @@
 //!
 //! # Stores
 //!
-//! The [`Store`] trait has a synchronous [`lookup`](Store::lookup) that an
-//! in-memory store answers at once (keeping a hit free of allocations and of
-//! extra polls), and asynchronous reads and writes for stores that must wait
-//! (a remote tier). The cache keeps the expiry metadata in each [`Entry`] and
+//! The [`Store`] trait has a synchronous [`lookup`](Store::lookup) (and
+//! [`lookup_with`](Store::lookup_with), which lets the cache judge the entry
+//! in place and clone only the response it serves) that an in-memory store
+//! answers at once, keeping a hit free of allocations and of extra polls;
+//! and asynchronous reads and writes for stores that must wait (a remote
+//! tier). The cache keeps the expiry metadata in each [`Entry`] and
 //! judges ages itself; a store only keeps entries, and may drop one after
 //! [`Entry::expires_at`].
 //!
-//! The default [`MemoryStore`] is built on `quick_cache` (S3-FIFO eviction,
-//! sharded read-write locks, lookups by borrowed key), bounded by entry count
-//! or by a weigher. It was chosen over moka by `benches/cache.rs`, which
+//! The default [`MemoryStore`] is built on `quick_cache` (S3-FIFO eviction;
+//! `quick_cache` tables in shards behind read-write locks of the store's own,
+//! so that a hit is judged under the read lock; keys hashed once, packed into
+//! two words when short), bounded by entry count or by a weigher. It was chosen over moka by `benches/cache.rs`, which
 //! measures both with expiry in the same run (BENCHMARKS.md has the
 //! figures): a `quick_cache` get plus the layer's own expiry check cost
 //! about a third of a moka get with its built-in time-to-live, and on a
@@ -133,6 +137,36 @@
 //! LRU's. moka's own expiry and time-to-idle bring nothing the layer needs:
 //! stale windows, per-response freshness and generations must live beside the
 //! value anyway.
+//!
+//! # How a hit tells the time
+//!
+//! A hit needs the time only to tell that its entry has not expired, and
+//! reading the clock costs about as much as the whole store lookup on some
+//! virtual machines. So by default ([`CacheConfig::clock_resolution`], 10ms)
+//! a task on the runtime the cache is built in writes the time every 10ms,
+//! and a hit whose entry is fresh for more than three ticks (30ms) after the
+//! last one is served without reading the clock. A hit closer to its
+//! entry's expiry (or past it), and every entry's age beyond freshness, are
+//! judged by the clock, exactly. The bound this gives:
+//!
+//! - While the tick task runs at most two resolutions late, no entry is
+//!   served a nanosecond past its expiry: the semantics are those of a
+//!   clock read per hit.
+//! - A tick task late by `d` more than that (a runtime starved for `d`) lets
+//!   an entry be served fresh for less than `d` past its expiry. Blocking a
+//!   runtime's thread starves it like any other task: on a current-thread
+//!   runtime, a hit right after a `std::thread::sleep` of a second may be
+//!   judged by a tick a second old. Set `clock_resolution = "0s"` where
+//!   every hit must be judged by the clock whatever the runtime does.
+//! - When the runtime shuts down, the bound stops vouching: every hit reads
+//!   the clock.
+//! - With tokio's time paused (tests), outside a runtime, with
+//!   `early_refresh`, or with a clock given to [`CacheBuilder::clock`],
+//!   every hit reads the clock: tests that move time with `advance` see
+//!   exact expiry.
+//!
+//! Each cache built with the default runs one tick task: a wake-up every
+//! resolution.
 //!
 //! # The policy hook
 //!
@@ -153,13 +187,15 @@
 //!
 //! # Costs and what may block
 //!
-//! - A hit: the key function, one read of the clock, one store lookup
-//!   (`quick_cache`: a hash and a shard's read lock, and a copy of the entry,
-//!   whose times sit beside the response), one reference-count increment (the
-//!   response); no allocation, no write to shared memory beyond the hit
-//!   counter (and the access time, every 1/32 of `time_to_idle`, when that is
-//!   set). BENCHMARKS.md has the measured cost against a bare store get. A [`Clock::coarse`](crate::clock::Clock::coarse)
-//!   clock makes the clock read one atomic load.
+//! - A hit: the key function; one store lookup (a hash of the key bytes,
+//!   one shard's read lock, the entry judged where it lies); one atomic load
+//!   of the ticked time bound instead of a clock read (see below); one
+//!   reference-count increment (the response); one count of the hit, on a
+//!   counter line the calling thread owns (no locked instruction). No
+//!   allocation, and no write to memory another thread writes (but the
+//!   access time, every 1/32 of `time_to_idle`, when that is set). The
+//!   response future of a hit holds only the response. BENCHMARKS.md has
+//!   the measured cost against a bare store get.
 //! - A miss: a few allocations (the owned key, the flight, the boxed load) and
 //!   one of 64 short-held per-key-shard locks, taken again when the load ends.
 //!   Store writes ([`Store::insert`], [`Store::invalidate`]) are called under
@@ -180,6 +216,7 @@
 //! | `ready_timeout` | 1s | the miss's wait for readiness |
 //! | `coalesce_timeout` | off | waiters wait for the load or their deadline |
 //! | `early_refresh` | off | `beta`, 1.0 is usual |
+//! | `clock_resolution` | 10ms | the hit path's ticked time bound; `0s`: a clock read per hit |
 //!
 //! See [`CacheConfig`] for what each knob does and when to change it.
 
@@ -191,23 +228,32 @@ mod error;
 mod flight;
 mod future;
 mod handle;
+mod hits;
+mod horizon;
+mod judge;
 mod layer;
 mod load;
+mod make_store;
 mod memory;
 mod miss;
 mod policy;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod refresh;
 mod service;
+mod slot;
 mod solo;
 mod store;
 
-pub use builder::{CacheBuilder, DefaultStore, GivenStore, MakeStore};
-pub use config::{CacheConfig, MAX_EARLY_REFRESH_BETA};
+pub use builder::CacheBuilder;
+pub use config::{CacheConfig, DEFAULT_CLOCK_RESOLUTION, MAX_EARLY_REFRESH_BETA};
 pub use entry::{Entry, Freshness};
 pub use error::{CacheError, SharedError};
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, CacheSnapshot};
 pub use layer::CacheLayer;
+pub use make_store::{DefaultStore, GivenStore, MakeStore};
 pub use memory::MemoryStore;
 pub use policy::{DefaultPolicy, Policy, RequestMode, StoreEveryOk};
 pub use service::Cache;

@@ -7,17 +7,16 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::core::{Core, Invalidation};
-use super::entry::Age;
 use super::error::CacheError;
 use super::future::ResponseFuture;
 use super::handle::CacheHandle;
+use super::judge::Judged;
 use super::load::{Call, Rules};
 use super::memory::MemoryStore;
 use super::miss::{Ctx, MissFuture};
 use super::policy::{DefaultPolicy, Policy, RequestMode};
-use super::store::{CacheKey, Lookup, Store};
+use super::store::{CacheKey, Store};
 use crate::classify::{Classify, ErrorIsFailure};
-use crate::clock::Ticks;
 use crate::key::{Identity, Key, KeyFn};
 use crate::signal::Carrier;
 use crate::BoxError;
@@ -90,6 +89,7 @@ impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
 }
 
 /// The owned key of a request: its variant key if it has one, else its key.
+#[inline(never)]
 fn owned_key(variant: Option<Vec<u8>>, key: Key<'_>) -> CacheKey {
     match variant {
         Some(v) => CacheKey::from(Key::from(v)),
@@ -132,28 +132,14 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let core = &self.core;
         let Some(key) = self.key_fn.key(&req) else {
-            core.stats.passed_through.inc();
-            return ResponseFuture::passing(Call::new(
-                self.inner.clone(),
-                req,
-                self.rules.ready_timeout,
-            ));
+            return self.pass(req, None);
         };
         match self.rules.policy.request_mode(&req) {
             RequestMode::Lookup => {}
-            RequestMode::Bypass => {
-                core.stats.passed_through.inc();
-                return ResponseFuture::passing(Call::new(
-                    self.inner.clone(),
-                    req,
-                    self.rules.ready_timeout,
-                ));
-            }
+            RequestMode::Bypass => return self.pass(req, None),
             RequestMode::Invalidate => {
-                core.stats.passed_through.inc();
-                let guard = Invalidation::new(core.clone(), CacheKey::from(key));
-                let call = Call::new(self.inner.clone(), req, self.rules.ready_timeout);
-                return ResponseFuture::invalidating(call, guard);
+                let key = CacheKey::from(key);
+                return self.pass(req, Some(key));
             }
         }
         // `Vec::new` does not allocate: only a policy that writes a secondary
@@ -166,41 +152,77 @@ where
             (None, None)
         };
         let bytes = full.as_deref().unwrap_or(key.as_bytes());
-        let found = match core.store.lookup(bytes) {
-            Lookup::Found(entry) => Some(entry),
-            Lookup::Absent => None,
-            Lookup::Pending => {
-                let key = owned_key(full, key);
-                let get = core.store.get(key.clone());
-                let ctx = Ctx::new(
-                    self.inner.clone(),
-                    req,
-                    key,
-                    bucket,
-                    core.clone(),
-                    self.rules.clone(),
-                );
-                return ResponseFuture::miss(MissFuture::looking(get, ctx));
+        match core
+            .store
+            .lookup_with(bytes, |found| core.judge(found, bucket))
+        {
+            Some(Judged::Hit { answer, stored_for }) => {
+                ResponseFuture::hit(self.rules.serve(core, answer, stored_for))
             }
-        };
-        let (found, age, early, now) = match core.judge(&found, bucket) {
-            Some((age, early, now)) => (found, age, early, now),
-            None => (None, Age::Dead, false, Ticks(0)),
-        };
-        if age == Age::Fresh && !early {
-            if let Some(entry) = found {
-                return ResponseFuture::hit(self.rules.serve::<Req, _, _>(core, entry, now));
+            judged => {
+                let key = owned_key(full, key);
+                self.not_hit(req, key, bucket, judged)
             }
         }
-        let key = owned_key(full, key);
-        let ctx = Ctx::new(
-            self.inner.clone(),
-            req,
-            key,
-            bucket,
-            core.clone(),
-            self.rules.clone(),
-        );
-        ResponseFuture::miss(MissFuture::dispatch(ctx, found, age, early, now))
+    }
+}
+
+// Out of line, so that the hit path stays small.
+impl<S, T, K, St, P, C> Cache<S, T, K, St, P, C> {
+    /// A request passed through: one without a key, or one its policy
+    /// bypasses; with `invalidate`, one whose answer (or cancellation)
+    /// invalidates that key.
+    #[inline(never)]
+    fn pass<Req>(&self, req: Req, invalidate: Option<CacheKey>) -> ResponseFuture<S, Req, St, P, C>
+    where
+        S: Service<Req, Response = T> + Clone,
+        T: Clone,
+        St: Store<T>,
+    {
+        self.core.stats.passed_through.inc();
+        let guard = invalidate.map(|key| Invalidation::new(self.core.clone(), key));
+        let call = Call::new(self.inner.clone(), req, self.rules.ready_timeout);
+        ResponseFuture::passing(call, guard)
+    }
+
+    /// Anything but a fresh hit: a store that must wait (`judged` is
+    /// `None`), a stale or early-refreshed hit, a miss.
+    #[inline(never)]
+    fn not_hit<Req>(
+        &self,
+        req: Req,
+        key: CacheKey,
+        bucket: Option<usize>,
+        judged: Option<Judged<T>>,
+    ) -> ResponseFuture<S, Req, St, P, C>
+    where
+        S: Service<Req, Response = T> + Clone + Send + 'static,
+        T: Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        Req: Carrier + Send + 'static,
+        St: Store<T>,
+        P: Policy<Req, T>,
+        C: Classify<T, S::Error> + Send + Sync + 'static,
+    {
+        let ctx = |req, key| {
+            let (inner, core, rules) = (self.inner.clone(), self.core.clone(), self.rules.clone());
+            Ctx::new(inner, req, key, bucket, core, rules)
+        };
+        match judged {
+            Some(Judged::Hit { answer, stored_for }) => {
+                ResponseFuture::hit(self.rules.serve(&self.core, answer, stored_for))
+            }
+            Some(Judged::Other {
+                found,
+                age,
+                early,
+                now,
+            }) => ResponseFuture::miss(MissFuture::dispatch(ctx(req, key), found, age, early, now)),
+            None => {
+                let get = self.core.store.get(key.clone());
+                ResponseFuture::miss(MissFuture::looking(get, ctx(req, key)))
+            }
+        }
     }
 }

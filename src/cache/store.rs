@@ -133,6 +133,24 @@ pub trait Store<T>: Send + Sync + 'static {
     /// The entry for `key` if the store can tell without waiting.
     fn lookup(&self, key: &[u8]) -> Lookup<T>;
 
+    /// Hands the entry for `key` (or `None`, when the store holds none) to
+    /// `read` by reference, if the store can tell without waiting; `None`
+    /// when it cannot (as [`Lookup::Pending`]).
+    ///
+    /// The cache's hit path calls this one: it judges the entry's age in
+    /// `read` and clones only the response it serves, not the whole entry.
+    /// The default calls [`lookup`](Store::lookup); an in-memory store
+    /// overrides it to run `read` on the entry in place. `read` may run under
+    /// a lock of the store: it is short and never calls back into the store.
+    #[inline]
+    fn lookup_with<R>(&self, key: &[u8], read: impl FnOnce(Option<&Entry<T>>) -> R) -> Option<R> {
+        match self.lookup(key) {
+            Lookup::Found(entry) => Some(read(Some(&entry))),
+            Lookup::Absent => Some(read(None)),
+            Lookup::Pending => None,
+        }
+    }
+
     /// The entry for `key`, waiting if need be. Called only after
     /// [`lookup`](Store::lookup) answered [`Lookup::Pending`]. A store that
     /// fails to read answers `None` (a miss) and reports the failure itself.

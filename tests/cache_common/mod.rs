@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tower::Service;
+use tower::{Service, ServiceExt};
+use tower_fleet::cache::CacheError;
+use tower_fleet::key::Key;
 
 /// An upstream that counts its calls, answers `"{req}#{n}"` (n = the call's
 /// number, from 1) after `latency`, or fails while told to, or waits for a
@@ -56,6 +58,20 @@ impl Upstream {
 #[derive(Debug, thiserror::Error)]
 #[error("upstream failed on call {0}")]
 pub struct UpstreamError(pub usize);
+
+/// The key of a `String` request: the string.
+#[allow(clippy::ptr_arg)] // the cache's request type is `String`
+pub fn key(req: &String) -> Option<Key<'_>> {
+    Some(Key::from(req.as_str()))
+}
+
+/// One request for `k` through a clone of `svc`.
+pub async fn get<S>(svc: &S, k: &str) -> Result<String, CacheError>
+where
+    S: Service<String, Response = String, Error = CacheError> + Clone,
+{
+    svc.clone().oneshot(k.to_string()).await
+}
 
 /// Requests the upstream can name in its answers.
 pub trait Named {

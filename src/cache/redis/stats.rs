@@ -1,0 +1,72 @@
+//! The tier's counters and their snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One counter (relaxed: a snapshot is a best-effort reading).
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TierStats {
+    pub(crate) gets: Counter,
+    pub(crate) redis_hits: Counter,
+    pub(crate) fills: Counter,
+    pub(crate) fills_refused: Counter,
+    pub(crate) fills_fenced: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) remote_invalidations: Counter,
+    pub(crate) subscriptions: Counter,
+}
+
+/// What a [`RedisStore`](super::RedisStore) has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisTierSnapshot {
+    /// Redis reads sent (one per key per coalesced miss of the first tier).
+    pub gets: u64,
+    /// Reads that found a current value in Redis.
+    pub redis_hits: u64,
+    /// Values written to Redis.
+    pub fills: u64,
+    /// Writes Redis refused because an invalidation came after their read.
+    pub fills_refused: u64,
+    /// Loads kept out of the first tier because an invalidation of their
+    /// key came after they started.
+    pub fills_fenced: u64,
+    /// Batches of commands that failed or were refused by the open breaker.
+    pub failures: u64,
+    /// Invalidations received from other gateways.
+    pub remote_invalidations: u64,
+    /// Successful (re)subscriptions to the invalidation channel; each one
+    /// flushed the first tier.
+    pub subscriptions: u64,
+}
+
+impl TierStats {
+    pub(crate) fn snapshot(&self) -> RedisTierSnapshot {
+        RedisTierSnapshot {
+            gets: self.gets.get(),
+            redis_hits: self.redis_hits.get(),
+            fills: self.fills.get(),
+            fills_refused: self.fills_refused.get(),
+            fills_fenced: self.fills_fenced.get(),
+            failures: self.failures.get(),
+            remote_invalidations: self.remote_invalidations.get(),
+            subscriptions: self.subscriptions.get(),
+        }
+    }
+}
