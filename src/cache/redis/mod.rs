@@ -85,7 +85,7 @@
 //!   miss, never a stale value. A load that followed a first-tier entry
 //!   (a stale refresh) fills the first tier only.
 //! - **Redis failure never fails a request.** Every batch goes through our
-//!   [`CircuitBreaker`](crate::breaker::CircuitBreaker), bounded by
+//!   [`CircuitBreaker`], bounded by
 //!   `command_timeout`. A failed or refused read is a miss (the origin
 //!   answers); a failed write is dropped. The breaker opens after
 //!   repeated failures and refuses at once while open (its `open_mode` is
