@@ -176,6 +176,13 @@ impl Clock {
         ManualClock { cell }
     }
 
+    /// Whether this is tokio's clock, the default: layers that can spare
+    /// their hits a clock read on tokio's clock (the cache's ticked bound)
+    /// keep doing so when a stack is given no other clock.
+    pub(crate) fn is_tokio(&self) -> bool {
+        matches!(self.kind, Kind::Tokio)
+    }
+
     /// The current time.
     #[inline]
     pub fn now(&self) -> Instant {

@@ -207,7 +207,10 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
     }
 
     /// The clock every layer reads (tokio's by default; see
-    /// [`Clock::coarse`] for hot paths).
+    /// [`Clock::coarse`] for hot paths). On tokio's clock the cache reads
+    /// the clock only on hits its ticked time bound cannot prove fresh
+    /// ([`CacheConfig::clock_resolution`](crate::cache::CacheConfig::clock_resolution)),
+    /// as it does alone; any other clock is read on every hit.
     pub fn clock(self, clock: Clock) -> Self {
         StackBuilder {
             config: self.config,
@@ -416,9 +419,13 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             .map_err(|e| e.within("retry"))?;
         let retry_handle = config.retry.as_ref().map(|_| retry.handle());
 
-        let cache = Cache::builder()
-            .config(config.cache.clone().unwrap_or_default())
-            .clock(self.clock.clone())
+        let mut cache = Cache::builder().config(config.cache.clone().unwrap_or_default());
+        // On tokio's clock the cache keeps its ticked time bound, which spares
+        // most hits a clock read; any other clock is read as it is.
+        if !self.clock.is_tokio() {
+            cache = cache.clock(self.clock.clone());
+        }
+        let cache = cache
             .key_fn(CacheKey {
                 key: config.cache.is_some().then_some(self.key_fn),
             })
