@@ -413,3 +413,27 @@ async fn clones_of_the_stack_share_its_layers() {
         .unwrap();
     assert_eq!(handle.cache().unwrap().snapshot().hits, 1);
 }
+
+#[cfg(not(feature = "dns"))]
+#[tokio::test]
+async fn a_dns_shard_without_the_dns_feature_is_a_typed_error() {
+    let with_dns = config(
+        r#"
+        [[shards]]
+        id = "s0"
+        discovery = "kv-s0.kv.svc.cluster.local:8080"
+    "#,
+    );
+    let err = StackBuilder::new(with_dns)
+        .connector(Fleet::default().connect())
+        .key(by_payload)
+        .build()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, StackError::DiscoveryUnavailable { shard, name }
+            if shard.as_str() == "s0" && name == "kv-s0.kv.svc.cluster.local:8080"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`dns` feature"), "{err}");
+}
