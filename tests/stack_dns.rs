@@ -3,6 +3,8 @@
 //! answers, and keep their membership when it fails.
 #![cfg(feature = "dns")]
 
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,20 @@ fn by_payload(r: &Req) -> Option<Key<'_>> {
     Some(Key::from(r.payload.as_str()))
 }
 
+async fn get<S>(stack: &mut S, key: &str) -> Bytes
+where
+    S: Service<Req, Response = Bytes>,
+    S::Error: std::fmt::Debug,
+{
+    stack
+        .ready()
+        .await
+        .unwrap()
+        .call(Envelope::new(key.to_string()))
+        .await
+        .unwrap()
+}
+
 const ONE_DNS_SHARD: &str = r#"
     [dns]
     interval = "1s"
@@ -61,17 +77,6 @@ const ONE_DNS_SHARD: &str = r#"
     id = "s0"
     dns = "kv-s0.kv.svc.cluster.local:7000"
 "#;
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[test]
 fn a_dns_shard_parses_with_either_spelling_and_round_trips() {
@@ -111,40 +116,28 @@ async fn dns_answers_become_the_shards_replicas_and_failures_keep_them() {
         r.sort();
         r
     };
-    eventually("both addresses to join", || replicas(&handle).len() == 2).await;
+    common::eventually("both addresses to join", || replicas(&handle).len() == 2).await;
     assert_eq!(replicas(&handle), ["10.1.0.1:7000", "10.1.0.2:7000"]);
     // Discovered replicas are connected and guarded like configured ones.
     assert_eq!(handle.breakers().len(), 2);
-    let answer = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(Envelope::new("user:1".to_string()))
-        .await
-        .unwrap();
+    let answer = get(&mut stack, "user:1").await;
     assert!(answer.starts_with(b"10.1.0."), "{answer:?}");
 
     // One address goes away: it leaves the balancer and the breaker list.
     answers.set(Some(&[2]));
-    eventually("10.1.0.1 to leave", || replicas(&handle).len() == 1).await;
+    common::eventually("10.1.0.1 to leave", || replicas(&handle).len() == 1).await;
     assert_eq!(replicas(&handle), ["10.1.0.2:7000"]);
     assert_eq!(handle.breakers().len(), 1);
 
     // DNS fails, then answers empty: the shard keeps its replica and serves.
     let dns = handle.dns("s0").expect("s0 is discovered").clone();
     answers.set(None);
-    eventually("a failed resolution", || dns.snapshot().failures >= 1).await;
+    common::eventually("a failed resolution", || dns.snapshot().failures >= 1).await;
     answers.set(Some(&[]));
     let failed = dns.snapshot().failures;
-    eventually("an empty answer", || dns.snapshot().failures > failed).await;
+    common::eventually("an empty answer", || dns.snapshot().failures > failed).await;
     assert_eq!(replicas(&handle), ["10.1.0.2:7000"]);
-    let answer = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(Envelope::new("user:2".to_string()))
-        .await
-        .unwrap();
+    let answer = get(&mut stack, "user:2").await;
     assert!(answer.starts_with(b"10.1.0.2:7000|"), "{answer:?}");
     assert_eq!(dns.snapshot().addresses.len(), 1);
     assert!(dns.snapshot().consecutive_failures >= 2);
