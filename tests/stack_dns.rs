@@ -167,3 +167,30 @@ async fn a_discovery_name_without_a_port_names_the_field() {
         other => panic!("expected a config error, got {other}"),
     }
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_discovery_counters_are_published_per_shard() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+    let answers = Answers::default();
+    answers.set(Some(&[1, 2, 3]));
+    let (_stack, handle) = StackBuilder::new(toml::from_str(ONE_DNS_SHARD).unwrap())
+        .connector(connect)
+        .key(by_payload)
+        .dns_resolver(answers.clone())
+        .build()
+        .unwrap();
+    let dns = handle.dns("s0").unwrap().clone();
+    common::eventually("a resolution", || dns.snapshot().resolutions >= 1).await;
+    handle.publish_metrics();
+    let text = prometheus.render();
+    for expected in [
+        "tower_fleet_dns_addresses{shard=\"s0\"} 3",
+        "tower_fleet_dns_inserted_total{shard=\"s0\"} 3",
+        "tower_fleet_dns_consecutive_failures{shard=\"s0\"} 0",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from\n{text}");
+    }
+}

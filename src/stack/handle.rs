@@ -83,6 +83,10 @@ pub struct StackSnapshot {
     pub balances: Vec<(ShardId, BalanceSnapshot)>,
     /// Each replica's breaker's.
     pub breakers: Vec<(ShardId, String, BreakerSnapshot)>,
+    /// Each DNS-discovered shard's discovery's.
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    pub dns: Vec<(ShardId, crate::discover::DnsSnapshot)>,
 }
 
 impl<Mem, T, G> StackHandle<Mem, T, G> {
@@ -159,6 +163,12 @@ impl<Mem, T: Clone + Send + Sync + 'static, G> StackHandle<Mem, T, G> {
                 .breakers()
                 .into_iter()
                 .map(|b| (b.shard, b.replica, b.handle.snapshot()))
+                .collect(),
+            #[cfg(feature = "dns")]
+            dns: self
+                .dns
+                .iter()
+                .map(|(s, d)| (s.clone(), d.snapshot()))
                 .collect(),
         }
     }
