@@ -355,3 +355,32 @@ fn the_gateway_runs_with_its_config_and_the_shared_redis() {
         at(deployment, "spec.template.metadata.labels"),
     );
 }
+#[test]
+fn the_dockerfile_builds_the_binary_with_its_features() {
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let build = text
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .expect("the Dockerfile builds with cargo");
+    assert!(build.contains("--bin kv-fleet"), "{build}");
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let bin = manifest["bin"]
+        .as_array()
+        .and_then(|bins| bins.iter().find(|b| b["name"].as_str() == Some("kv-fleet")))
+        .expect("Cargo.toml has the kv-fleet binary");
+    for feature in bin["required-features"].as_array().unwrap() {
+        let feature = feature.as_str().unwrap();
+        assert!(
+            build.contains(feature),
+            "the image needs feature {feature}: {build}"
+        );
+    }
+    assert!(
+        build.contains("redis"),
+        "--redis needs feature redis: {build}"
+    );
+    assert!(text.contains("ENTRYPOINT [\"/usr/local/bin/kv-fleet\"]"));
+}

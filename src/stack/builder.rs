@@ -7,6 +7,7 @@ use tower_service::Service;
 
 use super::config::StackConfig;
 use super::dns::{check_available, DnsSource};
+use super::finish::Finished;
 use super::handle::{BalanceOf, ReplicaBreaker, StackHandle};
 use super::replica::{Guarded, ReplicaLayer};
 use super::{CacheKey, Stack, StackError};
@@ -331,6 +332,58 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             balance
                 .quorum(choose.clone(), merge.clone())
                 .replay(replay.clone())
+        })
+    }
+
+    /// Like [`build_quorum`](Self::build_quorum), with each shard's quorum
+    /// answer passed through `finish` before the shard, retry and cache
+    /// layers see it: `finish` acts on the repair report (starts a read
+    /// repair of the lagging replicas, say) and returns the response the
+    /// stack answers with, which must be `Clone` for the cache. See
+    /// [`Finished`](super::Finished).
+    #[allow(clippy::type_complexity)]
+    pub fn build_quorum_with<Req, S, Q, M, Fin, T>(
+        self,
+        choose: Q,
+        merge: M,
+        finish: Fin,
+    ) -> Result<
+        (
+            Stack<Finished<Quorum<Guarded<S, Req, C>, C, Q, M, R>, Fin>, Req, K, C, F, A, P, R>,
+            StackHandle<
+                Finished<Quorum<Guarded<S, Req, C>, C, Q, M, R>, Fin>,
+                T,
+                Guarded<S, Req, C>,
+            >,
+        ),
+        StackError,
+    >
+    where
+        Conn: Fn(&str) -> S + Send + Sync + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        Req: Carrier + Send + 'static,
+        R: Clone + Send + Sync + 'static,
+        K: KeyFn<Req> + Clone + Send + Sync + 'static,
+        C: Clone + Send + Sync + 'static,
+        F: Send + Sync + 'static,
+        A: Send + Sync + 'static,
+        P: Send + Sync + 'static,
+        Q: Clone,
+        M: Clone,
+        Fin:
+            FnOnce(<Quorum<Guarded<S, Req, C>, C, Q, M, R> as Service<Req>>::Response) -> T + Clone,
+        Quorum<Guarded<S, Req, C>, C, Q, M, R>: Service<Req>,
+        T: Clone + Send + Sync + 'static,
+    {
+        let replay = self.replay.clone();
+        self.assemble(move |balance| {
+            Finished::new(
+                balance
+                    .quorum(choose.clone(), merge.clone())
+                    .replay(replay.clone()),
+                finish.clone(),
+            )
         })
     }
 

@@ -83,6 +83,8 @@
 //! every replica of its shard and succeeds when W acknowledge; a read asks R
 //! and keeps the newest reply. The responses name the replicas that failed or
 //! lag behind, so the caller can repair them. See the balance module's docs.
+//! [`StackBuilder::build_quorum_with`] maps that answer (after starting the
+//! repair, say) to the response the cache keeps, which must be `Clone`.
 //!
 //! # Membership
 //!
@@ -130,6 +132,7 @@ mod config;
 mod dns;
 #[cfg(feature = "metrics")]
 mod export;
+mod finish;
 mod handle;
 mod replica;
 
@@ -143,6 +146,7 @@ pub use builder::StackBuilder;
 pub use config::{ShardEntry, StackConfig, TimeoutConfig};
 #[cfg(feature = "metrics")]
 pub use export::breaker_state_value;
+pub use finish::Finished;
 pub use handle::{BalanceOf, BreakerOf, ReplicaBreaker, StackHandle, StackSnapshot};
 pub use replica::{Guarded, Timed};
 
