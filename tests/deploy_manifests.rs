@@ -316,7 +316,7 @@ fn the_gateway_config_is_a_valid_stack() {
 }
 
 #[test]
-fn the_gateway_runs_with_its_config_and_the_shared_redis() {
+fn the_gateway_runs_with_its_config_and_redis_is_there_for_the_cache_tier() {
     let all = by_kind_and_name();
     let deployment = get(&all, "Deployment", "kv-gateway");
     let pod = at(deployment, "spec.template.spec");
@@ -333,13 +333,14 @@ fn the_gateway_runs_with_its_config_and_the_shared_redis() {
     assert_eq!(str_at(pod, "volumes.0.configMap.name"), "kv-gateway");
     assert_eq!(args["--config"], format!("{mount}/gateway.toml"));
 
-    // --redis is the redis Service.
+    // The gateway does not use the Redis tier yet, and refuses --redis.
+    assert!(
+        !args.contains_key("--redis"),
+        "kv-fleet refuses --redis today"
+    );
     let redis = get(&all, "Service", "redis");
     let redis_port = u64_at(redis, "spec.ports.0.port");
-    assert_eq!(
-        args["--redis"],
-        format!("redis://redis.{NAMESPACE}.svc.cluster.local:{redis_port}")
-    );
+    assert_eq!(redis_port, 6379);
     let redis_pod = at(get(&all, "Deployment", "redis"), "spec.template");
     selects(at(redis, "spec.selector"), at(redis_pod, "metadata.labels"));
     assert_eq!(

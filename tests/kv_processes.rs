@@ -386,3 +386,40 @@ async fn dump(client: &HttpClient, node: &Proc) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+#[test]
+fn a_gateway_with_a_bad_config_names_the_file_and_exits_1() {
+    let path = std::env::temp_dir().join(format!("kv-fleet-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[shards]]\nid = \"s0\"\nreplicas = []\n").unwrap();
+    let _cleanup = TempFile(path.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
+        .args(["--role", "gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("shards[0].replicas"), "{stderr}");
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
+        .args([
+            "--role",
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "/no/such.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such.toml"));
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
+        .args(["--role", "node", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("needs --shard"));
+}
