@@ -310,6 +310,26 @@ async fn a_killed_node_costs_no_request_and_rejoins_only_after_catching_up() {
     let mut acked = Acked(vec![BTreeMap::new(), BTreeMap::new()]);
     const KEYS: usize = 40;
 
+    // Bad input is a clear 4xx, and the fleet is unharmed.
+    let long = "k".repeat(2000);
+    let (status, body) = send(
+        &client,
+        "PUT",
+        &fleet.gateways[0].url(&format!("/kv/{long}")),
+        "v",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most"), "{body}");
+    let (status, _) = send(
+        &client,
+        "GET",
+        &fleet.gateways[1].url("/kv/never-written"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+
     // Both gateways write and read their own keys.
     for i in 0..KEYS {
         for g in 0..2 {

@@ -291,7 +291,7 @@ impl Gateway {
     }
 
     async fn put(&self, key: String, value: Option<String>) -> Response {
-        if let Err(bad) = check(&key) {
+        if let Some(bad) = refused(&key) {
             return bad;
         }
         let entry = Entry {
@@ -305,15 +305,12 @@ impl Gateway {
     }
 }
 
-fn check(key: &str) -> Result<(), Response> {
-    if key.len() > MAX_KEY {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("keys are at most {MAX_KEY} bytes\n"),
-        )
-            .into_response());
-    }
-    Ok(())
+/// A key the gateway refuses, as the `400` that says why.
+fn refused(key: &str) -> Option<Response> {
+    (key.len() > MAX_KEY).then(|| {
+        let why = format!("keys are at most {MAX_KEY} bytes\n");
+        (StatusCode::BAD_REQUEST, why).into_response()
+    })
 }
 
 fn unavailable(e: String) -> Response {
@@ -321,7 +318,7 @@ fn unavailable(e: String) -> Response {
 }
 
 async fn read(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
-    if let Err(bad) = check(&key) {
+    if let Some(bad) = refused(&key) {
         return bad;
     }
     match gateway.call(Op::Get(key)).await {
