@@ -50,6 +50,9 @@
 //!   method, `Retry-After`, body replay, an RFC 9111 cache policy.
 //! - `cache::redis` (feature `redis`): a Redis tier shared by gateways under
 //!   the in-process cache, with invalidation fan-out over pub/sub.
+//! - `discover` (feature `dns`): a shard's replicas found by resolving a
+//!   DNS name every interval (a Kubernetes headless Service), as
+//!   `tower::discover` changes; a failed resolution keeps the membership.
 //!
 //! The whole stack over two shards of two in-process replicas, from one
 //! document:
@@ -119,6 +122,9 @@ pub mod cache;
 pub mod classify;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod discover;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

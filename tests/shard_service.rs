@@ -1,6 +1,8 @@
 //! The `Shard` service's protocol: routing, readiness, failover, bad input,
 //! membership changes and discovery.
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -524,18 +526,6 @@ async fn a_request_in_flight_completes_when_its_shard_is_removed() {
 
 type Changes = futures::channel::mpsc::UnboundedSender<Result<Change<String, Node>, Infallible>>;
 
-/// Waits for `cond`, with a generous deadline that only catches hangs.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_feeds_the_membership_and_stops_with_the_shard() {
     let (tx, rx): (Changes, _) = futures::channel::mpsc::unbounded();
@@ -552,10 +542,10 @@ async fn discovery_feeds_the_membership_and_stops_with_the_shard() {
         tx.unbounded_send(Ok(Change::Insert(n.to_string(), Node::new(n))))
             .unwrap();
     }
-    eventually("three shards", || handle.members().len() == 3).await;
+    common::eventually("three shards", || handle.members().len() == 3).await;
     tx.unbounded_send(Ok(Change::Remove("b".to_string())))
         .unwrap();
-    eventually("b removed", || handle.members().len() == 2).await;
+    common::eventually("b removed", || handle.members().len() == 2).await;
     let ids: Vec<String> = handle
         .members()
         .into_iter()
@@ -565,7 +555,7 @@ async fn discovery_feeds_the_membership_and_stops_with_the_shard() {
     let answer = call(&mut svc, req("k")).await.unwrap();
     assert!(answer.starts_with('a') || answer.starts_with('c'));
     drop((shard, svc, handle));
-    eventually("the discovery worker to stop", || tx.is_closed()).await;
+    common::eventually("the discovery worker to stop", || tx.is_closed()).await;
 }
 
 #[test]

@@ -413,3 +413,80 @@ async fn clones_of_the_stack_share_its_layers() {
         .unwrap();
     assert_eq!(handle.cache().unwrap().snapshot().hits, 1);
 }
+
+#[cfg(not(feature = "dns"))]
+#[tokio::test]
+async fn a_dns_shard_without_the_dns_feature_is_a_typed_error() {
+    let with_dns = config(
+        r#"
+        [[shards]]
+        id = "s0"
+        discovery = "kv-s0.kv.svc.cluster.local:8080"
+    "#,
+    );
+    let err = StackBuilder::new(with_dns)
+        .connector(Fleet::default().connect())
+        .key(by_payload)
+        .build()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, StackError::DiscoveryUnavailable { shard, name }
+            if shard.as_str() == "s0" && name == "kv-s0.kv.svc.cluster.local:8080"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`dns` feature"), "{err}");
+}
+
+#[tokio::test]
+async fn build_quorum_with_finishes_each_answer_before_the_cache_keeps_it() {
+    use tower_fleet::balance::{newest, QuorumKind, QuorumResponse};
+    let config = config(
+        r#"
+        [cache]
+        ttl = "60s"
+        [balance.quorum]
+        read = 3
+        write = 2
+        [[shards]]
+        id = "only"
+        replicas = ["v1", "v3", "v2"]
+    "#,
+    );
+    // Each replica answers the version in its name.
+    let connect = |address: &str| {
+        let version: u32 = address[1..].parse().unwrap();
+        service_fn(move |_req: Req| async move { Ok::<_, BoxError>(version) })
+    };
+    let lagging = Arc::new(Mutex::new(Vec::new()));
+    let seen = lagging.clone();
+    let finish = move |answer: QuorumResponse<u32, u32>| {
+        let mut behind: Vec<String> = answer
+            .lagging(|v| *v)
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        behind.sort();
+        seen.lock().unwrap().push(behind);
+        format!("newest {}", answer.merged)
+    };
+    let (mut stack, handle) = StackBuilder::new(config)
+        .connector(connect)
+        .key(by_payload)
+        .build_quorum_with(QuorumKind::Read, newest(|v: &u32| *v), finish)
+        .unwrap();
+    for _ in 0..2 {
+        let answer = stack
+            .ready()
+            .await
+            .unwrap()
+            .call(Envelope::new("k".to_string()))
+            .await
+            .unwrap();
+        assert_eq!(answer, "newest 3");
+    }
+    // The first call was finished once, naming the replicas behind; the
+    // second was a cache hit of the finished response.
+    assert_eq!(*lagging.lock().unwrap(), [vec!["v1", "v2"]]);
+    assert_eq!(handle.cache().unwrap().snapshot().hits, 1);
+}

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use tower_service::Service;
 
 use super::config::StackConfig;
+use super::dns::{check_available, DnsSource};
+use super::finish::Finished;
 use super::handle::{BalanceOf, ReplicaBreaker, StackHandle};
 use super::replica::{Guarded, ReplicaLayer};
 use super::{CacheKey, Stack, StackError};
@@ -42,6 +44,7 @@ pub struct StackBuilder<
     cache_policy: P,
     replay: R,
     clock: Clock,
+    dns: DnsSource,
 }
 
 impl<Conn, K, C, F, A, P, R> fmt::Debug for StackBuilder<Conn, K, C, F, A, P, R> {
@@ -67,6 +70,7 @@ impl StackBuilder<()> {
             cache_policy: StoreEveryOk,
             replay: CloneReplay,
             clock: Clock::default(),
+            dns: DnsSource::default(),
         }
     }
 }
@@ -89,6 +93,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -108,6 +113,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -124,6 +130,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -139,6 +146,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -154,6 +162,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -170,6 +179,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -186,6 +196,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: policy,
             replay: self.replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -203,6 +214,7 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay,
             clock: self.clock,
+            dns: self.dns,
         }
     }
 
@@ -222,7 +234,28 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             cache_policy: self.cache_policy,
             replay: self.replay,
             clock,
+            dns: self.dns,
         }
+    }
+
+    /// How shards that name a DNS `discovery` are resolved: this overrides
+    /// the document's `[dns]` table (default: [`DnsConfig::default`](crate::discover::DnsConfig)).
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    #[must_use]
+    pub fn dns(mut self, config: crate::discover::DnsConfig) -> Self {
+        self.dns.config = Some(config);
+        self
+    }
+
+    /// The resolver for shards that name a DNS `discovery` (the system's by
+    /// default): another DNS client, or scripted answers in tests.
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    #[must_use]
+    pub fn dns_resolver(mut self, resolver: impl crate::discover::Resolve + 'static) -> Self {
+        self.dns.resolver = Some(Arc::new(resolver));
+        self
     }
 
     /// Builds the stack with one balancer per shard sending each request to
@@ -305,6 +338,58 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
         })
     }
 
+    /// Like [`build_quorum`](Self::build_quorum), with each shard's quorum
+    /// answer passed through `finish` before the shard, retry and cache
+    /// layers see it: `finish` acts on the repair report (starts a read
+    /// repair of the lagging replicas, say) and returns the response the
+    /// stack answers with, which must be `Clone` for the cache. See
+    /// [`Finished`](super::Finished).
+    #[allow(clippy::type_complexity)]
+    pub fn build_quorum_with<Req, S, Q, M, Fin, T>(
+        self,
+        choose: Q,
+        merge: M,
+        finish: Fin,
+    ) -> Result<
+        (
+            Stack<Finished<Quorum<Guarded<S, Req, C>, C, Q, M, R>, Fin>, Req, K, C, F, A, P, R>,
+            StackHandle<
+                Finished<Quorum<Guarded<S, Req, C>, C, Q, M, R>, Fin>,
+                T,
+                Guarded<S, Req, C>,
+            >,
+        ),
+        StackError,
+    >
+    where
+        Conn: Fn(&str) -> S + Send + Sync + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        Req: Carrier + Send + 'static,
+        R: Clone + Send + Sync + 'static,
+        K: KeyFn<Req> + Clone + Send + Sync + 'static,
+        C: Clone + Send + Sync + 'static,
+        F: Send + Sync + 'static,
+        A: Send + Sync + 'static,
+        P: Send + Sync + 'static,
+        Q: Clone,
+        M: Clone,
+        Fin:
+            FnOnce(<Quorum<Guarded<S, Req, C>, C, Q, M, R> as Service<Req>>::Response) -> T + Clone,
+        Quorum<Guarded<S, Req, C>, C, Q, M, R>: Service<Req>,
+        T: Clone + Send + Sync + 'static,
+    {
+        let replay = self.replay.clone();
+        self.assemble(move |balance| {
+            Finished::new(
+                balance
+                    .quorum(choose.clone(), merge.clone())
+                    .replay(replay.clone()),
+                finish.clone(),
+            )
+        })
+    }
+
     #[allow(clippy::type_complexity)]
     fn assemble<Req, S, Mem>(
         self,
@@ -363,32 +448,53 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
         let connect: Arc<dyn Fn(&str) -> Guarded<S, Req, C> + Send + Sync> =
             Arc::new(move |address: &str| connect_layer.wrap(connector(address)));
 
-        // Per shard: a balancer over its replicas.
+        // Per shard: a balancer over its replicas, given or discovered.
         let mut members = Vec::with_capacity(config.shards.len());
         let mut balances = Vec::with_capacity(config.shards.len());
-        let mut breakers = Vec::new();
-        for entry in &config.shards {
+        let breakers = Arc::new(Mutex::new(Vec::new()));
+        #[cfg(feature = "dns")]
+        let mut dns_handles = Vec::new();
+        #[cfg_attr(not(feature = "dns"), allow(unused_variables))]
+        for (index, entry) in config.shards.iter().enumerate() {
+            check_available(entry)?;
             let mut given = Vec::with_capacity(entry.replicas.len());
             for address in &entry.replicas {
                 let guarded = connect(address);
-                breakers.push(ReplicaBreaker {
-                    shard: entry.id.clone(),
-                    replica: address.clone(),
-                    handle: guarded.handle(),
-                });
+                breakers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(ReplicaBreaker {
+                        shard: entry.id.clone(),
+                        replica: address.clone(),
+                        handle: guarded.handle(),
+                    });
                 given.push(Replica::new(address.as_str(), guarded));
             }
-            let balance = Balance::builder()
+            #[cfg_attr(not(feature = "dns"), allow(unused_mut))]
+            let mut balance = Balance::builder()
                 .config(config.balance.clone())
                 .clock(self.clock.clone())
                 .classify(self.classify.clone())
                 .health_from_source()
-                .replicas(given)
-                .build()
-                .map_err(|e| StackError::Balance {
-                    shard: entry.id.clone(),
-                    source: Box::new(e),
-                })?;
+                .replicas(given);
+            #[cfg(feature = "dns")]
+            if let Some(name) = &entry.discovery {
+                let (discover, handle) = super::dns::discover(
+                    &self.dns,
+                    &config,
+                    index,
+                    entry,
+                    name,
+                    connect.clone(),
+                    breakers.clone(),
+                )?;
+                dns_handles.push((entry.id.clone(), handle));
+                balance = balance.discover(discover);
+            }
+            let balance = balance.build().map_err(|e| StackError::Balance {
+                shard: entry.id.clone(),
+                source: Box::new(e),
+            })?;
             balances.push((entry.id.clone(), balance.handle()));
             members.push(Member::new(entry.id.clone(), member(balance)).weight(entry.weight));
         }
@@ -440,8 +546,10 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             retry: retry_handle,
             shard: shard_handle,
             balances: Arc::new(balances),
-            breakers: Arc::new(Mutex::new(breakers)),
+            breakers,
             connect,
+            #[cfg(feature = "dns")]
+            dns: Arc::new(dns_handles),
         };
         Ok((cache, handle))
     }

@@ -32,9 +32,13 @@ pub struct ShardEntry {
     /// unless the shard's replicas are discovered.
     #[serde(default)]
     pub replicas: Vec<String>,
-    /// Where the shard's replicas are discovered instead (a DNS name, say),
-    /// handed to the stack builder's discovery source. Optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A DNS name (`host:port`) whose addresses are the shard's replicas,
+    /// resolved every `[dns].interval` (feature `dns`; without it the stack
+    /// builder refuses the shard with
+    /// [`StackError::DiscoveryUnavailable`](super::StackError::DiscoveryUnavailable)).
+    /// Discovered replicas join and leave beside the given ones, keyed by
+    /// `ip:port`. Also spelled `dns`. Optional.
+    #[serde(default, alias = "dns", skip_serializing_if = "Option::is_none")]
     pub discovery: Option<String>,
 }
 
@@ -113,6 +117,12 @@ pub struct StackConfig {
     /// The per-attempt timeout around each replica's transport; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfig>,
+    /// How shards that name a DNS `discovery` are resolved (feature `dns`);
+    /// absent: [`DnsConfig::default`](crate::discover::DnsConfig).
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::discover::DnsConfig>,
     /// The fleet: its shards and their replicas.
     #[serde(default)]
     pub shards: Vec<ShardEntry>,
@@ -139,6 +149,8 @@ impl StackConfig {
             balance: BalanceConfig::default(),
             breaker: None,
             timeout: None,
+            #[cfg(feature = "dns")]
+            dns: None,
             shards,
         }
     }
@@ -159,6 +171,10 @@ impl Validate for StackConfig {
         }
         if let Some(timeout) = &self.timeout {
             non_zero_duration("request", timeout.request).map_err(|e| e.within("timeout"))?;
+        }
+        #[cfg(feature = "dns")]
+        if let Some(dns) = &self.dns {
+            dns.validate().map_err(|e| e.within("dns"))?;
         }
         if self.shards.is_empty() {
             return Err(ConfigError::new(

@@ -47,6 +47,8 @@ impl StackSnapshot {
     /// | `tower_fleet_quorum_{calls,met,failed,deadline_exceeded,failovers,stragglers}_total` | shard | quorum calls per balancer |
     /// | `tower_fleet_breaker_{calls,failures,slow_calls,rejected,trips,transitions}_total` | shard, replica | per replica's breaker |
     /// | `tower_fleet_breaker_state` | shard, replica | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only |
+    /// | `tower_fleet_dns_{resolutions,failures,inserted,removed}_total` | shard | each DNS-discovered shard's discovery (feature `dns`) |
+    /// | `tower_fleet_dns_{addresses,consecutive_failures}` | shard | the addresses it holds, failed resolutions in a row (gauges) |
     pub fn publish(&self) {
         if let Some(c) = &self.cache {
             for (name, v) in [
@@ -173,6 +175,21 @@ impl StackSnapshot {
                 counter!(name, &labels).absolute(v);
             }
             gauge!("tower_fleet_breaker_state", &labels).set(breaker_state_value(b.state));
+        }
+        #[cfg(feature = "dns")]
+        for (shard, d) in &self.dns {
+            let labels = [("shard", shard.to_string())];
+            for (name, v) in [
+                ("tower_fleet_dns_resolutions_total", d.resolutions),
+                ("tower_fleet_dns_failures_total", d.failures),
+                ("tower_fleet_dns_inserted_total", d.inserted),
+                ("tower_fleet_dns_removed_total", d.removed),
+            ] {
+                counter!(name, &labels).absolute(v);
+            }
+            gauge!("tower_fleet_dns_addresses", &labels).set(d.addresses.len() as f64);
+            gauge!("tower_fleet_dns_consecutive_failures", &labels)
+                .set(d.consecutive_failures as f64);
         }
     }
 }

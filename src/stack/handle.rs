@@ -40,6 +40,8 @@ pub struct StackHandle<Mem, T, G> {
     pub(crate) balances: Arc<Vec<(ShardId, BalanceHandle<G>)>>,
     pub(crate) breakers: Arc<Mutex<Vec<ReplicaBreaker>>>,
     pub(crate) connect: Connect<G>,
+    #[cfg(feature = "dns")]
+    pub(crate) dns: Arc<Vec<(ShardId, crate::discover::DnsHandle)>>,
 }
 
 impl<Mem, T, G> Clone for StackHandle<Mem, T, G> {
@@ -51,6 +53,8 @@ impl<Mem, T, G> Clone for StackHandle<Mem, T, G> {
             balances: self.balances.clone(),
             breakers: self.breakers.clone(),
             connect: self.connect.clone(),
+            #[cfg(feature = "dns")]
+            dns: self.dns.clone(),
         }
     }
 }
@@ -79,6 +83,10 @@ pub struct StackSnapshot {
     pub balances: Vec<(ShardId, BalanceSnapshot)>,
     /// Each replica's breaker's.
     pub breakers: Vec<(ShardId, String, BreakerSnapshot)>,
+    /// Each DNS-discovered shard's discovery's.
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    pub dns: Vec<(ShardId, crate::discover::DnsSnapshot)>,
 }
 
 impl<Mem, T, G> StackHandle<Mem, T, G> {
@@ -110,7 +118,19 @@ impl<Mem, T, G> StackHandle<Mem, T, G> {
         self.balances.iter().map(|(s, b)| (s, b))
     }
 
-    /// Every replica's breaker.
+    /// The DNS discovery of shard `id`, if its configuration names one:
+    /// the membership it resolved last, its last error, its counters.
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    pub fn dns(&self, id: &str) -> Option<&crate::discover::DnsHandle> {
+        self.dns
+            .iter()
+            .find(|(s, _)| s.as_str() == id)
+            .map(|(_, d)| d)
+    }
+
+    /// Every replica's breaker (discovered replicas' too, while they are
+    /// members).
     pub fn breakers(&self) -> Vec<ReplicaBreaker> {
         self.breakers
             .lock()
@@ -143,6 +163,12 @@ impl<Mem, T: Clone + Send + Sync + 'static, G> StackHandle<Mem, T, G> {
                 .breakers()
                 .into_iter()
                 .map(|b| (b.shard, b.replica, b.handle.snapshot()))
+                .collect(),
+            #[cfg(feature = "dns")]
+            dns: self
+                .dns
+                .iter()
+                .map(|(s, d)| (s.clone(), d.snapshot()))
                 .collect(),
         }
     }

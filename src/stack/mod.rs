@@ -83,12 +83,31 @@
 //! every replica of its shard and succeeds when W acknowledge; a read asks R
 //! and keeps the newest reply. The responses name the replicas that failed or
 //! lag behind, so the caller can repair them. See the balance module's docs.
+//! [`StackBuilder::build_quorum_with`] maps that answer (after starting the
+//! repair, say) to the response the cache keeps, which must be `Clone`.
 //!
 //! # Membership
 //!
 //! [`StackHandle::add_replica`] and [`StackHandle::remove_replica`] change a
 //! shard's replicas at run time: new ones are connected and wrapped like the
 //! configured ones, and the change goes to that shard's balancer only.
+//!
+//! A shard may name a DNS `discovery` (`host:port`) instead of, or beside,
+//! its addresses (feature `dns`, see the [`discover`](crate::discover)
+//! module): the builder starts a [`DnsDiscover`](crate::discover::DnsDiscover)
+//! for it, resolved every `[dns].interval`, so each address that appears is
+//! connected and wrapped like a configured replica, and each that goes away
+//! leaves. A failed or empty resolution keeps the membership;
+//! `StackHandle::dns` reports it. Without the feature such a shard is refused
+//! with [`StackError::DiscoveryUnavailable`].
+//!
+//! ```toml
+//! [dns]
+//! interval = "5s"
+//! [[shards]]
+//! id = "s0"
+//! discovery = "kv-s0.kv.svc.cluster.local:8080"   # or: dns = "..."
+//! ```
 //!
 //! # Metrics
 //!
@@ -110,8 +129,10 @@
 
 mod builder;
 mod config;
+mod dns;
 #[cfg(feature = "metrics")]
 mod export;
+mod finish;
 mod handle;
 mod replica;
 
@@ -125,6 +146,7 @@ pub use builder::StackBuilder;
 pub use config::{ShardEntry, StackConfig, TimeoutConfig};
 #[cfg(feature = "metrics")]
 pub use export::breaker_state_value;
+pub use finish::Finished;
 pub use handle::{BalanceOf, BreakerOf, ReplicaBreaker, StackHandle, StackSnapshot};
 pub use replica::{Guarded, Timed};
 
@@ -180,6 +202,15 @@ pub enum StackError {
     /// A membership change named a shard the stack does not have.
     #[error("no shard {0} in this stack")]
     UnknownShard(ShardId),
+    /// A shard names a DNS `discovery` but the crate was built without its
+    /// `dns` feature, so nothing could ever resolve it.
+    #[error("shard {shard}: discovery = {name:?} needs tower-fleet's `dns` feature")]
+    DiscoveryUnavailable {
+        /// The shard.
+        shard: ShardId,
+        /// The name it gives.
+        name: String,
+    },
     /// A membership change was refused.
     #[error("shard {shard}: {source}")]
     Membership {

@@ -66,3 +66,16 @@ pub fn owner_ids(table: &PlacementTable, hashes: &[u64]) -> Vec<tower_fleet::sha
         .map(|&h| table.shards()[table.route_hash(h)].id.clone())
         .collect()
 }
+
+/// Polls `cond` every 5ms (tokio time: paused tests advance it) until it
+/// holds, failing after 30s of real time so a hang cannot stall the run.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
