@@ -13,7 +13,7 @@ use common::wait::{wait_until, GENEROUS};
 fn router() -> Router {
     Router::new()
         .route("/hello", get(|| async { "hello" }))
-        .route("/never", get(|| std::future::pending::<&'static str>()))
+        .route("/never", get(std::future::pending::<&'static str>))
 }
 
 async fn get_body(client: &common::http::HttpClient, url: &str) -> Result<String, String> {
