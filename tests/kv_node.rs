@@ -1,7 +1,6 @@
 //! The kv example's storage node and hybrid logical clock
 //! (`examples/kv_cluster/{node,hlc}.rs`) over real loopback HTTP.
 
-#[allow(dead_code)]
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
