@@ -4,6 +4,9 @@
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
+#[path = "../examples/kv_cluster/fleet.rs"]
+mod fleet;
+#[allow(dead_code)]
 #[path = "../examples/kv_cluster/hlc.rs"]
 mod hlc;
 #[allow(dead_code)]
@@ -141,4 +144,34 @@ async fn node_faults_are_injected_and_counted() {
     node.kill().await;
     assert!(!node.is_running());
     assert!(call(&client, Method::GET, url, None).await.is_err());
+}
+
+#[tokio::test]
+async fn fleet_names_its_nodes_by_shard_and_replica() {
+    let fleet = fleet::Fleet::start(2, 3, NodeConfig::default())
+        .await
+        .unwrap();
+    let addresses = fleet.addresses();
+    assert_eq!(addresses.len(), 2);
+    assert_eq!(addresses[1].0, "s1");
+    assert_eq!(addresses[1].1.len(), 3);
+    let node = fleet.node("s1r2").expect("s1r2 exists");
+    assert_eq!(node.addr().to_string(), addresses[1].1[2]);
+    assert!(fleet.node("s2r0").is_none());
+    fleet.stop_all().await;
+    assert!(fleet.nodes().all(|n| !n.is_running()));
+}
+
+#[test]
+fn the_kv_config_file_parses_and_validates() {
+    use tower_fleet::config::Validate;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/kv_cluster.toml"
+    ))
+    .unwrap();
+    let config: tower_fleet::stack::StackConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.shards.len(), 4);
+    assert!(config.shards.iter().all(|s| s.replicas.len() == 3));
 }
