@@ -2,6 +2,8 @@
 #![cfg(all(feature = "http", feature = "metrics"))]
 #![allow(dead_code)]
 
+#[path = "../examples/kv_cluster/flags.rs"]
+mod flags;
 #[path = "../examples/kv_cluster/load.rs"]
 mod load;
 #[path = "../examples/kv_cluster/summary.rs"]
