@@ -164,3 +164,124 @@ fn the_prometheus_parser_reads_samples_and_refuses_malformed_lines() {
         assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
     }
 }
+
+/// A stand-in gateway: keys with an odd number answer 503, others 200 (GET)
+/// or 204 (PUT); anything else is a 400.
+async fn fake_gateway() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::{Request, Response, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let service =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let key = req
+                        .uri()
+                        .path()
+                        .strip_prefix("/kv/k")
+                        .and_then(|n| n.parse::<u64>().ok());
+                    let status = match (req.method().as_str(), key) {
+                        (_, Some(n)) if n % 2 == 1 => StatusCode::SERVICE_UNAVAILABLE,
+                        ("GET", Some(_)) => StatusCode::OK,
+                        ("PUT", Some(_)) => StatusCode::NO_CONTENT,
+                        _ => StatusCode::BAD_REQUEST,
+                    };
+                    let mut res = Response::new(Full::new(bytes::Bytes::from_static(b"x")));
+                    *res.status_mut() = status;
+                    Ok::<_, std::convert::Infallible>(res)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+fn parity_of_key(key: &str) -> String {
+    let n: u64 = key[1..].parse().unwrap();
+    if n % 2 == 1 { "odd" } else { "even" }.to_string()
+}
+
+#[tokio::test]
+async fn the_generator_counts_failures_by_operation_shard_and_cause() {
+    let gateway = fake_gateway().await;
+    let config = load::LoadConfig {
+        reads: 0.5,
+        keys: 50,
+        zipf: 0.0,
+        pace: load::Pace::Concurrency(4),
+        duration: std::time::Duration::from_millis(300),
+        progress: false,
+        ..load::LoadConfig::default()
+    };
+    let report = load::run(
+        gateway,
+        &config,
+        std::sync::Arc::new(parity_of_key),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let (even, odd) = (report.shard("even"), report.shard("odd"));
+    assert_eq!(even.failed(), 0, "{report:?}");
+    assert!(even.reads.ok > 0 && even.writes.ok > 0, "{report:?}");
+    assert_eq!((odd.reads.ok, odd.writes.ok), (0, 0), "{report:?}");
+    assert!(odd.reads.failed > 0 && odd.writes.failed > 0, "{report:?}");
+    assert_eq!(report.causes.get("503").copied(), Some(report.failed()));
+    assert_eq!(report.requests(), report.histogram.len());
+    assert_eq!(report.shards.len(), 2);
+}
+
+#[tokio::test]
+async fn the_open_loop_sends_exactly_the_scheduled_requests() {
+    let gateway = fake_gateway().await;
+    let config = load::LoadConfig {
+        pace: load::Pace::Rate(1000.0),
+        duration: std::time::Duration::from_millis(500),
+        progress: false,
+        ..load::LoadConfig::default()
+    };
+    let report = load::run(
+        gateway,
+        &config,
+        std::sync::Arc::new(parity_of_key),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    // 1000/s for 0.5 s is 500 requests, each sent or counted as not sent.
+    assert_eq!(report.requests() + report.not_sent, 500, "{report:?}");
+}
+
+#[tokio::test]
+async fn scheduled_actions_fire_during_the_run() {
+    let gateway = fake_gateway().await;
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = fired.clone();
+    let config = load::LoadConfig {
+        pace: load::Pace::Concurrency(1),
+        duration: std::time::Duration::from_millis(200),
+        progress: false,
+        ..load::LoadConfig::default()
+    };
+    let event = load::Scheduled {
+        at: std::time::Duration::from_millis(50),
+        what: "flag".into(),
+        action: Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)),
+    };
+    load::run(
+        gateway,
+        &config,
+        std::sync::Arc::new(parity_of_key),
+        vec![event],
+    )
+    .await
+    .unwrap();
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -471,7 +471,8 @@ impl Shared {
 }
 
 /// Runs the workload against the gateway at `gateway`, firing `events` at
-/// their times, and returns what it measured. Requests still outstanding at
+/// their times (those later than `duration` never fire), and returns what it
+/// measured. Requests still outstanding at
 /// the end of `duration` are awaited (each is bounded by `timeout`).
 pub async fn run(
     gateway: SocketAddr,
@@ -497,7 +498,7 @@ pub async fn run(
     let start = Instant::now();
     let end = start + config.duration;
     let collector = tokio::spawn(collect(rx, start, config.progress));
-    let events = tokio::spawn(fire(events, start, config.progress));
+    let events = tokio::spawn(fire(events, start, end, config.progress));
     let not_sent = match config.pace {
         Pace::Concurrency(n) => {
             closed_loop(&shared, n, end, config.seed).await;
@@ -506,7 +507,8 @@ pub async fn run(
         Pace::Rate(rate) => open_loop(&shared, rate, config, start, end).await,
     };
     drop(shared);
-    events.abort();
+    // Every event is due by now: let the last ones fire before reporting.
+    let _ = events.await;
     let mut report = collector.await.expect("the collector does not panic");
     report.not_sent = not_sent;
     report.cpu = cpu.stop();
@@ -570,7 +572,9 @@ async fn open_loop(
     not_sent
 }
 
-async fn fire(mut events: Vec<Scheduled>, start: Instant, progress: bool) {
+/// Fires each event at its time; events after the end of the run are dropped.
+async fn fire(mut events: Vec<Scheduled>, start: Instant, end: Instant, progress: bool) {
+    events.retain(|e| start + e.at <= end);
     events.sort_by_key(|e| e.at);
     for e in events {
         tokio::time::sleep_until(start + e.at).await;
