@@ -6,6 +6,8 @@
 mod flags;
 #[path = "../examples/kv_cluster/load.rs"]
 mod load;
+#[path = "../examples/kv_cluster/prometheus.rs"]
+mod prometheus;
 #[path = "../examples/kv_cluster/summary.rs"]
 mod summary;
 #[path = "../examples/kv_cluster/zipf.rs"]
@@ -284,4 +286,64 @@ async fn scheduled_actions_fire_during_the_run() {
     .await
     .unwrap();
     assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn the_metrics_route_serves_a_stack_s_counters_as_prometheus_text() {
+    use tower::{Service, ServiceExt};
+    let config: tower_fleet::stack::StackConfig = toml::from_str(
+        r#"
+        [cache]
+        ttl = "60s"
+        [retry]
+        max_attempts = 2
+        [[shards]]
+        id = "s0"
+        replicas = ["s0r0", "s0r1"]
+        "#,
+    )
+    .unwrap();
+    let connect = |_: &str| {
+        tower::service_fn(|k: String| async move { Ok::<_, std::convert::Infallible>(k) })
+    };
+    let (mut stack, handle) = tower_fleet::stack::StackBuilder::new(config)
+        .connector(connect)
+        .key(|k: &String| Some(tower_fleet::key::Key::from(k.as_str())))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        stack
+            .ready()
+            .await
+            .unwrap()
+            .call(format!("k{}", i % 2))
+            .await
+            .unwrap();
+    }
+    let response = prometheus::metrics_route(handle)
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        prometheus::PROMETHEUS_TEXT
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let samples = parse_prometheus(std::str::from_utf8(&body).unwrap()).unwrap();
+    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+    assert_eq!(value("tower_fleet_cache_hits_total"), Some(8.0));
+    assert_eq!(value("tower_fleet_cache_misses_total"), Some(2.0));
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "tower_fleet_breaker_calls_total"
+            && s.label("shard") == Some("s0")
+            && s.label("replica") == Some("s0r1")));
 }

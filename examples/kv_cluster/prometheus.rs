@@ -63,5 +63,9 @@ where
             .into_response();
     };
     handle.publish_metrics();
-    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], prometheus.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        prometheus.render(),
+    )
+        .into_response()
 }
