@@ -72,7 +72,7 @@ fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if !is_name(name, metric_start) {

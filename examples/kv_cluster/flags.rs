@@ -88,7 +88,7 @@ fn number<T: std::str::FromStr>(
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, FlagError> {
     let s: f64 = number(flag, value, "a number of seconds")?;
-    if !(s.is_finite() && s >= 0.0 && s <= 86_400.0) {
+    if !(s.is_finite() && (0.0..=86_400.0).contains(&s)) {
         return Err(bad(flag, value, "seconds between 0 and 86400"));
     }
     Ok(Duration::from_secs_f64(s))
