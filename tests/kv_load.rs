@@ -8,6 +8,8 @@ mod flags;
 mod load;
 #[path = "../examples/kv_cluster/prometheus.rs"]
 mod prometheus;
+#[path = "../examples/kv_cluster/scale.rs"]
+mod scale;
 #[path = "../examples/kv_cluster/summary.rs"]
 mod summary;
 #[path = "../examples/kv_cluster/zipf.rs"]
@@ -71,9 +73,7 @@ fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
             }
             continue;
         }
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or_else(|| err("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if !is_name(name, metric_start) {
             return Err(err("bad metric name"));

@@ -346,4 +346,56 @@ mod tests {
         assert_eq!(c.cache_hit_ratio(), Some(0.75));
         assert_eq!(LayerCounters::default().cache_hit_ratio(), None);
     }
+    #[test]
+    fn the_table_names_nodes_and_shows_each_layer() {
+        let mut histogram = hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).unwrap();
+        for us in [1_000, 2_000, 3_000, 40_000] {
+            histogram.record(us).unwrap();
+        }
+        let mut report = LoadReport {
+            elapsed: std::time::Duration::from_secs(2),
+            histogram,
+            all: Default::default(),
+            shards: BTreeMap::new(),
+            causes: [("503".to_string(), 1)].into(),
+            not_sent: 0,
+            cpu: Default::default(),
+        };
+        report.all.reads.ok = 3;
+        report.all.writes.failed = 1;
+        report.shards.insert("s1".into(), report.all);
+        let layers = LayerCounters {
+            cache_hits: 3,
+            cache_misses: 1,
+            retries: 2,
+            budget_exhausted: 1,
+            quorum_failures: 1,
+            quorum_calls: 4,
+            replicas: [
+                (id("s1", "127.0.0.1:1"), replica(5, 1, BreakerState::Open)),
+                (id("s1", "127.0.0.1:2"), replica(9, 0, BreakerState::Closed)),
+            ]
+            .into(),
+        };
+        let names = [("127.0.0.1:1".to_string(), "s1r0".to_string())].into();
+        let table = Summary {
+            report: &report,
+            layers: &layers,
+            names: &names,
+        }
+        .to_string();
+        for expected in [
+            "throughput         2 req/s (4 requests in 2.0s)",
+            "errors             0 of 3 reads, 1 of 1 writes (503: 1)",
+            "cache hit ratio    75.0% (3 hits, 1 misses)",
+            "retries            2 sent",
+            "budget exhausted   1 retries refused",
+            "breaker opens      1 (s1r0 1)",
+            "ejections          1 (s1r0 1)",
+            "quorum failures    1 of 4 fan-outs",
+            "s1   reads 3/0  writes 0/1 | 127.0.0.1:2 9 s1r0 5 (open)",
+        ] {
+            assert!(table.contains(expected), "no {expected:?} in\n{table}");
+        }
+    }
 }
