@@ -298,8 +298,8 @@ async fn the_metrics_route_serves_a_stack_s_counters_as_prometheus_text() {
         [retry]
         max_attempts = 2
         [[shards]]
-        id = "s0"
-        replicas = ["s0r0", "s0r1"]
+        id = "m0"
+        replicas = ["m0r0", "m0r1"]
         "#,
     )
     .unwrap();
@@ -338,12 +338,111 @@ async fn the_metrics_route_serves_a_stack_s_counters_as_prometheus_text() {
         .unwrap()
         .to_bytes();
     let samples = parse_prometheus(std::str::from_utf8(&body).unwrap()).unwrap();
-    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
-    assert_eq!(value("tower_fleet_cache_hits_total"), Some(8.0));
-    assert_eq!(value("tower_fleet_cache_misses_total"), Some(2.0));
-    assert!(samples
+    // The recorder is the process's, shared with the other tests' stacks:
+    // look at the series only this stack has (its shard and replica names).
+    let calls: f64 = samples
         .iter()
-        .any(|s| s.name == "tower_fleet_breaker_calls_total"
-            && s.label("shard") == Some("s0")
-            && s.label("replica") == Some("s0r1")));
+        .filter(|s| {
+            s.name == "tower_fleet_balance_requests_total" && s.label("shard") == Some("m0")
+        })
+        .map(|s| s.value)
+        .sum();
+    // Ten calls over two keys: two cache misses reached a replica.
+    assert_eq!(calls, 2.0, "{samples:?}");
+}
+
+mod kv_load_fleet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
+    let fleet = kv_load_fleet::start(3, 3, std::time::Duration::from_millis(2)).await;
+    let victim = fleet.nodes["s1r0"].clone();
+    let config = load::LoadConfig {
+        keys: 300,
+        pace: load::Pace::Concurrency(16),
+        duration: std::time::Duration::from_secs(3),
+        progress: false,
+        ..load::LoadConfig::default()
+    };
+    let kill = load::Scheduled {
+        at: std::time::Duration::from_secs(1),
+        what: "kill s1r0".into(),
+        action: Box::new(move || victim.kill()),
+    };
+    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
+    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), vec![kill])
+        .await
+        .unwrap();
+    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    let table = summary::Summary {
+        report: &report,
+        layers: &layers,
+        names: &fleet.names,
+    };
+    println!("{table}");
+    let s1 = report.shard("s1");
+    assert!(s1.reads.ok > 0 && s1.writes.ok > 0, "{report:?}");
+    assert_eq!(
+        s1.reads.failed, 0,
+        "failed reads of s1: {:?}",
+        report.causes
+    );
+    assert_eq!(
+        s1.writes.failed, 0,
+        "failed writes of s1: {:?}",
+        report.causes
+    );
+    assert_eq!(report.failed(), 0, "{:?}", report.causes);
+    // The layers at work: the dead replica's breaker opened.
+    let dead = fleet.nodes["s1r0"].addr.to_string();
+    let dead = &layers.replicas[&("s1".to_string(), dead)];
+    assert!(dead.breaker_opens >= 1, "{table}");
+}
+
+#[tokio::test]
+async fn the_gateway_serves_every_layer_s_counters_as_prometheus_text() {
+    let fleet = kv_load_fleet::start(2, 2, std::time::Duration::ZERO).await;
+    let config = load::LoadConfig {
+        keys: 20,
+        pace: load::Pace::Concurrency(2),
+        duration: std::time::Duration::from_millis(300),
+        progress: false,
+        ..load::LoadConfig::default()
+    };
+    load::run(fleet.gateway, &config, fleet.shard_of.clone(), Vec::new())
+        .await
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri = format!("http://{}/metrics", fleet.gateway).parse().unwrap();
+    let response = client.get(uri).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = std::str::from_utf8(&body).unwrap();
+    let samples = parse_prometheus(text).unwrap();
+    let has = |name: &str, labels: &[&str]| {
+        samples
+            .iter()
+            .any(|s| s.name == name && labels.iter().all(|l| s.label(l).is_some()))
+    };
+    for (name, labels) in [
+        ("tower_fleet_cache_misses_total", &[][..]),
+        ("tower_fleet_retry_requests_total", &[]),
+        ("tower_fleet_shard_requests_total", &["shard"]),
+        ("tower_fleet_balance_requests_total", &["shard", "replica"]),
+        ("tower_fleet_quorum_calls_total", &["shard"]),
+        ("tower_fleet_breaker_calls_total", &["shard", "replica"]),
+        ("tower_fleet_breaker_state", &["shard", "replica"]),
+    ] {
+        assert!(has(name, labels), "no {name} with {labels:?} in:\n{text}");
+    }
+    let requests: f64 = samples
+        .iter()
+        .filter(|s| s.name == "tower_fleet_shard_requests_total")
+        .map(|s| s.value)
+        .sum();
+    assert!(requests > 0.0, "{text}");
 }

@@ -1,0 +1,229 @@
+//! A small sharded fleet behind a gateway built by the `stack` builder, for
+//! the load generator's end-to-end tests: real HTTP nodes on ephemeral ports
+//! with bounded capacity (a semaphore and a service time), a node that can be
+//! killed (listener closed, open connections dropped), and a gateway serving
+//! `GET`/`PUT /kv/{key}` and `GET /metrics`.
+//!
+//! Each request goes to one replica of the owning shard (no quorum here):
+//! enough to show the layers absorbing a dead replica under load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{Method, Request, Response, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{oneshot, Semaphore};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_fleet::http::key::PathSegment;
+use tower_fleet::http::{Http, ReplayBody, SetOriginLayer};
+use tower_fleet::stack::{StackBuilder, StackConfig, StackSnapshot};
+use tower_fleet::BoxError;
+
+use crate::load::ShardOf;
+
+/// One storage node: an in-memory map behind a capacity limit.
+pub struct Node {
+    /// Its address.
+    pub addr: SocketAddr,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Node {
+    /// Crashes the node: the listener closes, open connections drop.
+    pub fn kill(&self) {
+        if let Some(kill) = self.kill.lock().unwrap().take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (kill, mut killed) = oneshot::channel();
+    let map = Arc::new(Mutex::new(HashMap::<String, Bytes>::new()));
+    let slots = Arc::new(Semaphore::new(concurrency));
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut killed => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let (map, slots) = (map.clone(), slots.clone());
+                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (map, slots) = (map.clone(), slots.clone());
+                        async move {
+                            let _slot = slots.acquire().await.unwrap();
+                            tokio::time::sleep(service_time).await;
+                            let key = req.uri().path().to_string();
+                            let (status, body) = if req.method() == Method::PUT {
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                map.lock().unwrap().insert(key, body);
+                                (StatusCode::NO_CONTENT, Bytes::new())
+                            } else {
+                                match map.lock().unwrap().get(&key) {
+                                    Some(v) => (StatusCode::OK, v.clone()),
+                                    None => (StatusCode::NOT_FOUND, Bytes::new()),
+                                }
+                            };
+                            let mut res = Response::new(Full::new(body));
+                            *res.status_mut() = status;
+                            Ok::<_, Infallible>(res)
+                        }
+                    });
+                    conns.spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.abort_all();
+    });
+    Arc::new(Node {
+        addr,
+        kill: Mutex::new(Some(kill)),
+    })
+}
+
+/// A fleet of `shards` x `replicas` nodes and one gateway.
+pub struct Fleet {
+    /// The gateway's address.
+    pub gateway: SocketAddr,
+    /// Nodes by name (`s{shard}r{replica}`).
+    pub nodes: BTreeMap<String, Arc<Node>>,
+    /// Which shard owns a key.
+    pub shard_of: ShardOf,
+    /// Node address -> node name.
+    pub names: BTreeMap<String, String>,
+    /// Every layer's counters now.
+    pub snapshot: Arc<dyn Fn() -> StackSnapshot + Send + Sync>,
+}
+
+/// Starts the fleet and its gateway (cache, retry, breakers, timeouts on).
+pub async fn start(shards: usize, replicas: usize, service_time: Duration) -> Fleet {
+    let mut nodes = BTreeMap::new();
+    let mut toml = String::from(
+        "[cache]\nttl = \"30s\"\n[retry]\nmax_attempts = 3\n\
+         [breaker]\nconsecutive_failures = 3\n[timeout]\nrequest = \"2s\"\n",
+    );
+    for s in 0..shards {
+        let mut addrs = Vec::new();
+        for r in 0..replicas {
+            let node = start_node(service_time, 8).await;
+            addrs.push(format!("\"{}\"", node.addr));
+            nodes.insert(format!("s{s}r{r}"), node);
+        }
+        toml.push_str(&format!(
+            "[[shards]]\nid = \"s{s}\"\nreplicas = [{}]\n",
+            addrs.join(", ")
+        ));
+    }
+    let config: StackConfig = toml::from_str(&toml).unwrap();
+    let http = Http::builder().build().unwrap();
+    let hyper = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let connect = {
+        let http = http.clone();
+        move |addr: &str| {
+            ServiceBuilder::new()
+                .layer(http.buffer_response_layer())
+                .layer(SetOriginLayer::new(&format!("http://{addr}")).unwrap())
+                .service(hyper.clone())
+        }
+    };
+    let (stack, handle) = StackBuilder::new(config)
+        .connector(connect)
+        .key_fn(PathSegment(1))
+        .classify(http.classify())
+        .retryable(http.retryable())
+        .retry_after(http.retry_after())
+        .cache_policy(http.cache_policy())
+        .replay(http.replay())
+        .build()
+        .unwrap();
+    // Boxed so the handler's future has a nameable, plainly `Send` type.
+    let client: BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError> =
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(http.buffer_request_layer())
+                .service(stack)
+                .map_err(BoxError::from),
+        );
+    let names = nodes
+        .iter()
+        .map(|(name, n)| (n.addr.to_string(), name.clone()))
+        .collect();
+    let shard_of: ShardOf = {
+        let handle = handle.clone();
+        Arc::new(move |key: &str| {
+            handle
+                .shard()
+                .route(key.as_bytes())
+                .map_or_else(|| "none".to_string(), |s| s.to_string())
+        })
+    };
+    let kv = {
+        let handle = handle.clone();
+        move |Path(key): Path<String>, req: Request<Body>| {
+            let (mut client, handle) = (client.clone(), handle.clone());
+            async move {
+                let method = req.method().clone();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let forward = Request::builder()
+                    .method(method.clone())
+                    .uri(format!("/kv/{key}"))
+                    .body(Full::new(body))
+                    .unwrap();
+                let answer = match client.ready().await {
+                    Ok(ready) => ready.call(forward).await,
+                    Err(e) => Err(e),
+                };
+                if method == Method::PUT {
+                    if let Some(cache) = handle.cache() {
+                        cache.invalidate(&key).await;
+                    }
+                }
+                match answer {
+                    Ok(res) => res.map(Body::from),
+                    Err(e) => {
+                        let mut res = Response::new(Body::from(format!("unavailable: {e}")));
+                        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        res
+                    }
+                }
+            }
+        }
+    };
+    let snapshot = {
+        let handle = handle.clone();
+        Arc::new(move || handle.snapshot())
+    };
+    let router = Router::new()
+        .route("/kv/{key}", get(kv.clone()).put(kv))
+        .merge(crate::prometheus::metrics_route(handle));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Fleet {
+        gateway,
+        nodes,
+        shard_of,
+        names,
+        snapshot,
+    }
+}
