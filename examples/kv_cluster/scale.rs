@@ -11,9 +11,11 @@
 //! share one process; its CPU use is reported next to each row.
 
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::load::{millis, LoadConfig, LoadReport, Pace};
+use crate::load::{self, millis, LoadConfig, LoadError, LoadReport, Pace, ShardOf};
 
 /// The shard counts of the run.
 pub const SHARD_COUNTS: [usize; 4] = [1, 2, 4, 8];
@@ -43,6 +45,44 @@ pub fn workload(shards: usize) -> LoadConfig {
         progress: false,
         ..LoadConfig::default()
     }
+}
+
+/// A running fleet for one row of the run.
+pub struct Target {
+    /// The gateway to load.
+    pub gateway: SocketAddr,
+    /// Which shard owns a key.
+    pub shard_of: ShardOf,
+}
+
+/// Runs [`workload`] against a fleet of each of [`SHARD_COUNTS`], started by
+/// `start(shards)` (with [`REPLICAS`] replicas of [`NODE_CONCURRENCY`] and
+/// [`NODE_SERVICE_TIME`], and no cache). The guard `start` returns with the
+/// target is dropped once its row is measured, to stop that fleet.
+pub async fn run<F, Fut, Guard>(mut start: F) -> Result<Vec<ScaleRow>, LoadError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = (Target, Guard)>,
+{
+    let mut rows = Vec::new();
+    for shards in SHARD_COUNTS {
+        let (target, guard) = start(shards).await;
+        let report = load::run(
+            target.gateway,
+            &workload(shards),
+            target.shard_of,
+            Vec::new(),
+        )
+        .await?;
+        eprintln!(
+            "{shards} shard(s): {:.0} req/s, CPU {:.2} cores",
+            report.throughput(),
+            report.cpu.cores_used()
+        );
+        drop(guard);
+        rows.push(ScaleRow { shards, report });
+    }
+    Ok(rows)
 }
 
 /// One row of the scale table.

@@ -110,17 +110,50 @@ pub struct Fleet {
     pub snapshot: Arc<dyn Fn() -> StackSnapshot + Send + Sync>,
 }
 
-/// Starts the fleet and its gateway (cache, retry, breakers, timeouts on).
-pub async fn start(shards: usize, replicas: usize, service_time: Duration) -> Fleet {
+/// The shape of a fleet.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Shards.
+    pub shards: usize,
+    /// Replicas per shard.
+    pub replicas: usize,
+    /// Each node's service time per request.
+    pub service_time: Duration,
+    /// Requests each node serves at once.
+    pub concurrency: usize,
+    /// Whether the gateway's stack has a cache.
+    pub cache: bool,
+}
+
+impl Shape {
+    /// `shards` x `replicas` nodes serving 8 requests at once in
+    /// `service_time`, with a cache.
+    pub fn new(shards: usize, replicas: usize, service_time: Duration) -> Shape {
+        Shape {
+            shards,
+            replicas,
+            service_time,
+            concurrency: 8,
+            cache: true,
+        }
+    }
+}
+
+/// Starts the fleet and its gateway (retry, breakers, timeouts; a cache if
+/// the shape says so).
+pub async fn start(shape: Shape) -> Fleet {
     let mut nodes = BTreeMap::new();
     let mut toml = String::from(
-        "[cache]\nttl = \"30s\"\n[retry]\nmax_attempts = 3\n\
+        "[retry]\nmax_attempts = 3\n\
          [breaker]\nconsecutive_failures = 3\n[timeout]\nrequest = \"2s\"\n",
     );
-    for s in 0..shards {
+    if shape.cache {
+        toml.push_str("[cache]\nttl = \"30s\"\n");
+    }
+    for s in 0..shape.shards {
         let mut addrs = Vec::new();
-        for r in 0..replicas {
-            let node = start_node(service_time, 8).await;
+        for r in 0..shape.replicas {
+            let node = start_node(shape.service_time, shape.concurrency).await;
             addrs.push(format!("\"{}\"", node.addr));
             nodes.insert(format!("s{s}r{r}"), node);
         }
