@@ -210,26 +210,36 @@ fn parity_of_key(key: &str) -> String {
     if n % 2 == 1 { "odd" } else { "even" }.to_string()
 }
 
+/// A quiet run (no progress line) at `pace` for `millis`.
+fn quiet(pace: load::Pace, millis: u64) -> load::LoadConfig {
+    load::LoadConfig {
+        pace,
+        duration: std::time::Duration::from_millis(millis),
+        progress: false,
+        ..load::LoadConfig::default()
+    }
+}
+
+/// Runs `config` against the stand-in gateway, its shards being key parity.
+async fn against_stand_in(
+    config: load::LoadConfig,
+    events: Vec<load::Scheduled>,
+) -> load::LoadReport {
+    let gateway = fake_gateway().await;
+    load::run(gateway, &config, std::sync::Arc::new(parity_of_key), events)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_generator_counts_failures_by_operation_shard_and_cause() {
-    let gateway = fake_gateway().await;
     let config = load::LoadConfig {
         reads: 0.5,
         keys: 50,
         zipf: 0.0,
-        pace: load::Pace::Concurrency(4),
-        duration: std::time::Duration::from_millis(300),
-        progress: false,
-        ..load::LoadConfig::default()
+        ..quiet(load::Pace::Concurrency(4), 300)
     };
-    let report = load::run(
-        gateway,
-        &config,
-        std::sync::Arc::new(parity_of_key),
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let report = against_stand_in(config, Vec::new()).await;
     let (even, odd) = (report.shard("even"), report.shard("odd"));
     assert_eq!(even.failed(), 0, "{report:?}");
     assert!(even.reads.ok > 0 && even.writes.ok > 0, "{report:?}");
@@ -242,49 +252,21 @@ async fn the_generator_counts_failures_by_operation_shard_and_cause() {
 
 #[tokio::test]
 async fn the_open_loop_sends_exactly_the_scheduled_requests() {
-    let gateway = fake_gateway().await;
-    let config = load::LoadConfig {
-        pace: load::Pace::Rate(1000.0),
-        duration: std::time::Duration::from_millis(500),
-        progress: false,
-        ..load::LoadConfig::default()
-    };
-    let report = load::run(
-        gateway,
-        &config,
-        std::sync::Arc::new(parity_of_key),
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let report = against_stand_in(quiet(load::Pace::Rate(1000.0), 500), Vec::new()).await;
     // 1000/s for 0.5 s is 500 requests, each sent or counted as not sent.
     assert_eq!(report.requests() + report.not_sent, 500, "{report:?}");
 }
 
 #[tokio::test]
 async fn scheduled_actions_fire_during_the_run() {
-    let gateway = fake_gateway().await;
     let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = fired.clone();
-    let config = load::LoadConfig {
-        pace: load::Pace::Concurrency(1),
-        duration: std::time::Duration::from_millis(200),
-        progress: false,
-        ..load::LoadConfig::default()
-    };
     let event = load::Scheduled {
         at: std::time::Duration::from_millis(50),
         what: "flag".into(),
         action: Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)),
     };
-    load::run(
-        gateway,
-        &config,
-        std::sync::Arc::new(parity_of_key),
-        vec![event],
-    )
-    .await
-    .unwrap();
+    against_stand_in(quiet(load::Pace::Concurrency(1), 200), vec![event]).await;
     assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
 }
 

@@ -337,6 +337,19 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// A report of nothing yet.
+    pub fn empty() -> LoadReport {
+        LoadReport {
+            elapsed: Duration::ZERO,
+            histogram: new_histogram(),
+            all: ShardCounts::default(),
+            shards: BTreeMap::new(),
+            causes: BTreeMap::new(),
+            not_sent: 0,
+            cpu: CpuUse::default(),
+        }
+    }
+
     /// Requests completed (succeeded or failed).
     pub fn requests(&self) -> u64 {
         self.all.reads.total() + self.all.writes.total()
@@ -585,7 +598,8 @@ async fn fire(mut events: Vec<Scheduled>, start: Instant, end: Instant, progress
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty latency histogram in microseconds.
+pub fn new_histogram() -> Histogram<u64> {
     // 1 µs to 10 min at 3 significant digits: every latency fits.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -597,15 +611,7 @@ async fn collect(
     start: Instant,
     progress: bool,
 ) -> LoadReport {
-    let mut report = LoadReport {
-        elapsed: Duration::ZERO,
-        histogram: new_histogram(),
-        all: ShardCounts::default(),
-        shards: BTreeMap::new(),
-        causes: BTreeMap::new(),
-        not_sent: 0,
-        cpu: CpuUse::default(),
-    };
+    let mut report = LoadReport::empty();
     let mut second = new_histogram();
     let (mut second_requests, mut second_errors) = (0u64, 0u64);
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));

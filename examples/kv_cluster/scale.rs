@@ -139,12 +139,7 @@ mod tests {
     fn row(shards: usize, requests: u64) -> ScaleRow {
         let mut report = LoadReport {
             elapsed: Duration::from_secs(2),
-            histogram: hdrhistogram::Histogram::new(3).unwrap(),
-            all: Default::default(),
-            shards: Default::default(),
-            causes: Default::default(),
-            not_sent: 0,
-            cpu: Default::default(),
+            ..LoadReport::empty()
         };
         report.all.reads.ok = requests;
         ScaleRow { shards, report }
