@@ -12,8 +12,12 @@
 mod load;
 #[path = "../examples/kv_cluster/prometheus.rs"]
 mod prometheus;
+#[path = "../examples/kv_cluster/report.rs"]
+mod report;
 #[path = "../examples/kv_cluster/scale.rs"]
 mod scale;
+#[path = "../examples/kv_cluster/workload.rs"]
+mod workload;
 #[path = "../examples/kv_cluster/zipf.rs"]
 mod zipf;
 

@@ -8,10 +8,14 @@ mod flags;
 mod load;
 #[path = "../examples/kv_cluster/prometheus.rs"]
 mod prometheus;
+#[path = "../examples/kv_cluster/report.rs"]
+mod report;
 #[path = "../examples/kv_cluster/scale.rs"]
 mod scale;
 #[path = "../examples/kv_cluster/summary.rs"]
 mod summary;
+#[path = "../examples/kv_cluster/workload.rs"]
+mod workload;
 #[path = "../examples/kv_cluster/zipf.rs"]
 mod zipf;
 
@@ -224,7 +228,7 @@ fn quiet(pace: load::Pace, millis: u64) -> load::LoadConfig {
 async fn against_stand_in(
     config: load::LoadConfig,
     events: Vec<load::Scheduled>,
-) -> load::LoadReport {
+) -> report::LoadReport {
     let gateway = fake_gateway().await;
     load::run(gateway, &config, std::sync::Arc::new(parity_of_key), events)
         .await

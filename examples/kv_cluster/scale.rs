@@ -15,7 +15,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::load::{self, millis, LoadConfig, LoadError, LoadReport, Pace, ShardOf};
+use crate::load::{self, LoadConfig, LoadError, Pace, ShardOf};
+use crate::report::{millis, LoadReport};
 
 /// The shard counts of the run.
 pub const SHARD_COUNTS: [usize; 4] = [1, 2, 4, 8];
