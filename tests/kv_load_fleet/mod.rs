@@ -80,6 +80,10 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
                             };
                             let mut res = Response::new(Full::new(body));
                             *res.status_mut() = status;
+                            if status == StatusCode::OK {
+                                // Reads may be cached briefly; a PUT through the gateway invalidates.
+                                res.headers_mut().insert("cache-control", axum::http::HeaderValue::from_static("max-age=5"));
+                            }
                             Ok::<_, Infallible>(res)
                         }
                     });
