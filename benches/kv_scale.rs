@@ -7,6 +7,9 @@
 //!
 //! `cargo bench --features http,metrics --bench kv_scale`
 #![allow(dead_code)]
+// Under `cfg(test)` (clippy --all-targets) the example modules' unit tests
+// lose their #[test] functions in this harness-less bench, not their imports.
+#![cfg_attr(test, allow(unused_imports))]
 
 #[path = "../examples/kv_cluster/load.rs"]
 mod load;
