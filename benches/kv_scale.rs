@@ -11,6 +11,10 @@
 // lose their #[test] functions in this harness-less bench, not their imports.
 #![cfg_attr(test, allow(unused_imports))]
 
+#[path = "../examples/kv_cluster/faults.rs"]
+mod faults;
+#[path = "../examples/kv_cluster/flags.rs"]
+mod flags;
 #[path = "../examples/kv_cluster/load.rs"]
 mod load;
 #[path = "../examples/kv_cluster/prometheus.rs"]

@@ -2,6 +2,8 @@
 #![cfg(all(feature = "http", feature = "metrics"))]
 #![allow(dead_code)]
 
+#[path = "../examples/kv_cluster/faults.rs"]
+mod faults;
 #[path = "../examples/kv_cluster/flags.rs"]
 mod flags;
 #[path = "../examples/kv_cluster/load.rs"]
@@ -347,7 +349,6 @@ async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
         std::time::Duration::from_millis(2),
     ))
     .await;
-    let victim = fleet.nodes["s1r0"].clone();
     let config = load::LoadConfig {
         keys: 300,
         pace: load::Pace::Concurrency(16),
@@ -355,13 +356,16 @@ async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
         progress: false,
         ..load::LoadConfig::default()
     };
-    let kill = load::Scheduled {
-        at: std::time::Duration::from_secs(1),
-        what: "kill s1r0".into(),
-        action: Box::new(move || victim.kill()),
-    };
+    let kill = [(
+        "s1r0".to_string(),
+        flags::Fault::Kill(Some(std::time::Duration::from_secs(1))),
+    )];
+    let kill = faults::plan(&kill, config.duration, |name| {
+        fleet.nodes.get(name).cloned()
+    })
+    .unwrap();
     let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
-    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), vec![kill])
+    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), kill)
         .await
         .unwrap();
     let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
@@ -441,4 +445,29 @@ async fn the_gateway_serves_every_layer_s_counters_as_prometheus_text() {
         .map(|s| s.value)
         .sum();
     assert!(requests > 0.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_replica_s_errors_are_absorbed_by_retries() {
+    let fleet = kv_load_fleet::start(kv_load_fleet::Shape {
+        cache: false,
+        ..kv_load_fleet::Shape::new(2, 3, std::time::Duration::from_millis(1))
+    })
+    .await;
+    let config = quiet(load::Pace::Concurrency(8), 1500);
+    let flaky = [("s0r2".to_string(), flags::Fault::Flaky(0.3))];
+    let events = faults::plan(&flaky, config.duration, |name| {
+        fleet.nodes.get(name).cloned()
+    })
+    .unwrap();
+    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
+    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), events)
+        .await
+        .unwrap();
+    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    let flaky = fleet.nodes["s0r2"].addr.to_string();
+    let flaky = &layers.replicas[&("s0".to_string(), flaky)];
+    assert!(flaky.failures >= 1, "{layers:?}");
+    assert!(layers.retries >= 1, "{layers:?}");
+    assert_eq!(report.failed(), 0, "{:?} {layers:?}", report.causes);
 }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use tower_fleet::http::{Http, ReplayBody, SetOriginLayer};
 use tower_fleet::stack::{StackBuilder, StackConfig, StackSnapshot};
 use tower_fleet::BoxError;
 
+use crate::faults::FaultTarget;
 use crate::load::ShardOf;
 
 /// One storage node: an in-memory map behind a capacity limit.
@@ -37,14 +39,32 @@ pub struct Node {
     /// Its address.
     pub addr: SocketAddr,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    faults: Arc<Faults>,
 }
 
-impl Node {
+/// What a node has been told to get wrong.
+#[derive(Default)]
+struct Faults {
+    /// Service time multiplier (0 means 1).
+    slow: AtomicU32,
+    /// The fraction of requests to fail, as f64 bits.
+    flaky: AtomicU64,
+}
+
+impl FaultTarget for Arc<Node> {
     /// Crashes the node: the listener closes, open connections drop.
-    pub fn kill(&self) {
+    fn kill(&self) {
         if let Some(kill) = self.kill.lock().unwrap().take() {
             let _ = kill.send(());
         }
+    }
+
+    fn set_slow(&self, factor: u32) {
+        self.faults.slow.store(factor, Ordering::Relaxed);
+    }
+
+    fn set_flaky(&self, rate: f64) {
+        self.faults.flaky.store(rate.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -54,6 +74,8 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
     let (kill, mut killed) = oneshot::channel();
     let map = Arc::new(Mutex::new(HashMap::<String, Bytes>::new()));
     let slots = Arc::new(Semaphore::new(concurrency));
+    let faults = Arc::new(Faults::default());
+    let node_faults = faults.clone();
     tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
@@ -61,12 +83,19 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
                 _ = &mut killed => break,
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let (map, slots) = (map.clone(), slots.clone());
+                    let (map, slots, faults) = (map.clone(), slots.clone(), faults.clone());
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (map, slots) = (map.clone(), slots.clone());
+                        let (map, slots, faults) = (map.clone(), slots.clone(), faults.clone());
                         async move {
                             let _slot = slots.acquire().await.unwrap();
-                            tokio::time::sleep(service_time).await;
+                            let slow = faults.slow.load(Ordering::Relaxed).max(1);
+                            tokio::time::sleep(service_time * slow).await;
+                            let flaky = f64::from_bits(faults.flaky.load(Ordering::Relaxed));
+                            if flaky > 0.0 && rand::random::<f64>() < flaky {
+                                let mut res = Response::new(Full::new(Bytes::from_static(b"flaky")));
+                                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                                return Ok(res);
+                            }
                             let key = req.uri().path().to_string();
                             let (status, body) = if req.method() == Method::PUT {
                                 let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -97,6 +126,7 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
     Arc::new(Node {
         addr,
         kill: Mutex::new(Some(kill)),
+        faults: node_faults,
     })
 }
 
