@@ -341,6 +341,25 @@ async fn the_metrics_route_serves_a_stack_s_counters_as_prometheus_text() {
 
 mod kv_load_fleet;
 
+/// Runs `config` against `fleet` with `faults` injected; returns the report
+/// and what the layers did meanwhile.
+async fn run_with_faults(
+    fleet: &kv_load_fleet::Fleet,
+    config: &load::LoadConfig,
+    faults: &[(String, flags::Fault)],
+) -> (report::LoadReport, summary::LayerCounters) {
+    let events = faults::plan(faults, config.duration, |name| {
+        fleet.nodes.get(name).cloned()
+    })
+    .unwrap();
+    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
+    let report = load::run(fleet.gateway, config, fleet.shard_of.clone(), events)
+        .await
+        .unwrap();
+    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    (report, layers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
     let fleet = kv_load_fleet::start(kv_load_fleet::Shape::new(
@@ -360,15 +379,7 @@ async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
         "s1r0".to_string(),
         flags::Fault::Kill(Some(std::time::Duration::from_secs(1))),
     )];
-    let kill = faults::plan(&kill, config.duration, |name| {
-        fleet.nodes.get(name).cloned()
-    })
-    .unwrap();
-    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
-    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), kill)
-        .await
-        .unwrap();
-    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    let (report, layers) = run_with_faults(&fleet, &config, &kill).await;
     let table = summary::Summary {
         report: &report,
         layers: &layers,
@@ -456,15 +467,7 @@ async fn a_flaky_replica_s_errors_are_absorbed_by_retries() {
     .await;
     let config = quiet(load::Pace::Concurrency(8), 1500);
     let flaky = [("s0r2".to_string(), flags::Fault::Flaky(0.3))];
-    let events = faults::plan(&flaky, config.duration, |name| {
-        fleet.nodes.get(name).cloned()
-    })
-    .unwrap();
-    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
-    let report = load::run(fleet.gateway, &config, fleet.shard_of.clone(), events)
-        .await
-        .unwrap();
-    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    let (report, layers) = run_with_faults(&fleet, &config, &flaky).await;
     let flaky = fleet.nodes["s0r2"].addr.to_string();
     let flaky = &layers.replicas[&("s0".to_string(), flaky)];
     assert!(flaky.failures >= 1, "{layers:?}");
