@@ -11,6 +11,8 @@
 // lose their #[test] functions in this harness-less bench, not their imports.
 #![cfg_attr(test, allow(unused_imports))]
 
+#[path = "../examples/common/mod.rs"]
+mod common;
 #[path = "../examples/kv_cluster/faults.rs"]
 mod faults;
 #[path = "../examples/kv_cluster/flags.rs"]

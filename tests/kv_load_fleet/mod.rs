@@ -8,7 +8,6 @@
 //! enough to show the layers absorbing a dead replica under load.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,13 +16,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{Method, Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{oneshot, Semaphore};
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_fleet::http::key::PathSegment;
@@ -31,6 +31,7 @@ use tower_fleet::http::{Http, ReplayBody, SetOriginLayer};
 use tower_fleet::stack::{StackBuilder, StackConfig, StackSnapshot};
 use tower_fleet::BoxError;
 
+use crate::common::server::{serve_local, ServerHandle};
 use crate::faults::FaultTarget;
 use crate::load::ShardOf;
 
@@ -38,7 +39,7 @@ use crate::load::ShardOf;
 pub struct Node {
     /// Its address.
     pub addr: SocketAddr,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    server: ServerHandle,
     faults: Arc<Faults>,
 }
 
@@ -54,9 +55,8 @@ struct Faults {
 impl FaultTarget for Arc<Node> {
     /// Crashes the node: the listener closes, open connections drop.
     fn kill(&self) {
-        if let Some(kill) = self.kill.lock().unwrap().take() {
-            let _ = kill.send(());
-        }
+        let server = self.server.clone();
+        tokio::spawn(async move { server.kill().await });
     }
 
     fn set_slow(&self, factor: u32) {
@@ -69,64 +69,46 @@ impl FaultTarget for Arc<Node> {
 }
 
 async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (kill, mut killed) = oneshot::channel();
     let map = Arc::new(Mutex::new(HashMap::<String, Bytes>::new()));
     let slots = Arc::new(Semaphore::new(concurrency));
     let faults = Arc::new(Faults::default());
-    let node_faults = faults.clone();
-    tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut killed => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let (map, slots, faults) = (map.clone(), slots.clone(), faults.clone());
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (map, slots, faults) = (map.clone(), slots.clone(), faults.clone());
-                        async move {
-                            let _slot = slots.acquire().await.unwrap();
-                            let slow = faults.slow.load(Ordering::Relaxed).max(1);
-                            tokio::time::sleep(service_time * slow).await;
-                            let flaky = f64::from_bits(faults.flaky.load(Ordering::Relaxed));
-                            if flaky > 0.0 && rand::random::<f64>() < flaky {
-                                let mut res = Response::new(Full::new(Bytes::from_static(b"flaky")));
-                                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                                return Ok(res);
-                            }
-                            let key = req.uri().path().to_string();
-                            let (status, body) = if req.method() == Method::PUT {
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                map.lock().unwrap().insert(key, body);
-                                (StatusCode::NO_CONTENT, Bytes::new())
-                            } else {
-                                match map.lock().unwrap().get(&key) {
-                                    Some(v) => (StatusCode::OK, v.clone()),
-                                    None => (StatusCode::NOT_FOUND, Bytes::new()),
-                                }
-                            };
-                            let mut res = Response::new(Full::new(body));
-                            *res.status_mut() = status;
-                            if status == StatusCode::OK {
-                                // Reads may be cached briefly; a PUT through the gateway invalidates.
-                                res.headers_mut().insert("cache-control", axum::http::HeaderValue::from_static("max-age=5"));
-                            }
-                            Ok::<_, Infallible>(res)
-                        }
-                    });
-                    conns.spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    let serve = {
+        let faults = faults.clone();
+        move |req: Request<Body>| {
+            let (map, slots, faults) = (map.clone(), slots.clone(), faults.clone());
+            async move {
+                let _slot = slots.acquire().await.unwrap();
+                let slow = faults.slow.load(Ordering::Relaxed).max(1);
+                tokio::time::sleep(service_time * slow).await;
+                let flaky = f64::from_bits(faults.flaky.load(Ordering::Relaxed));
+                if flaky > 0.0 && rand::random::<f64>() < flaky {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "flaky").into_response();
                 }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                let key = req.uri().path().to_string();
+                if req.method() == Method::PUT {
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    map.lock().unwrap().insert(key, body);
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                let value = map.lock().unwrap().get(&key).cloned();
+                match value {
+                    // Reads may be cached briefly; a PUT through the gateway invalidates.
+                    Some(v) => ([("cache-control", "max-age=5")], v).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
             }
         }
-        conns.abort_all();
-    });
+    };
+    let server = serve_local(Router::new().fallback(serve)).await.unwrap();
     Arc::new(Node {
-        addr,
-        kill: Mutex::new(Some(kill)),
-        faults: node_faults,
+        addr: server.addr(),
+        server,
+        faults,
     })
 }
 
@@ -134,6 +116,8 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
 pub struct Fleet {
     /// The gateway's address.
     pub gateway: SocketAddr,
+    /// The gateway's server: it serves as long as this handle lives.
+    pub server: ServerHandle,
     /// Nodes by name (`s{shard}r{replica}`).
     pub nodes: BTreeMap<String, Arc<Node>>,
     /// Which shard owns a key.
@@ -283,11 +267,10 @@ pub async fn start(shape: Shape) -> Fleet {
     let router = Router::new()
         .route("/kv/{key}", get(kv.clone()).put(kv))
         .merge(crate::prometheus::metrics_route(handle));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = serve_local(router).await.unwrap();
     Fleet {
-        gateway,
+        gateway: server.addr(),
+        server,
         nodes,
         shard_of,
         names,
