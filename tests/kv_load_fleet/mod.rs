@@ -68,6 +68,15 @@ impl FaultTarget for Arc<Node> {
     }
 }
 
+/// A request's whole body (empty if it could not be read).
+async fn body_bytes(req: Request<Body>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
     let map = Arc::new(Mutex::new(HashMap::<String, Bytes>::new()));
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -86,12 +95,7 @@ async fn start_node(service_time: Duration, concurrency: usize) -> Arc<Node> {
                 }
                 let key = req.uri().path().to_string();
                 if req.method() == Method::PUT {
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
+                    let body = body_bytes(req).await;
                     map.lock().unwrap().insert(key, body);
                     return StatusCode::NO_CONTENT.into_response();
                 }
@@ -229,12 +233,7 @@ pub async fn start(shape: Shape) -> Fleet {
             let (mut client, handle) = (client.clone(), handle.clone());
             async move {
                 let method = req.method().clone();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = body_bytes(req).await;
                 let forward = Request::builder()
                     .method(method.clone())
                     .uri(format!("/kv/{key}"))
