@@ -52,7 +52,9 @@ struct User {
 
 impl User {
     async fn connect(url: &str) -> User {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         User {
             ws,
             messages: Vec::new(),
@@ -62,7 +64,10 @@ impl User {
 
     async fn send(&mut self, frame: &ClientFrame) {
         let text = serde_json::to_string(frame).unwrap();
-        self.ws.send(WsMessage::Text(text.into())).await.expect("send");
+        self.ws
+            .send(WsMessage::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     /// Reads one frame (messages go to `messages`, others to `frames`).
@@ -118,7 +123,10 @@ impl User {
             let got = self
                 .take(|f| match f {
                     ServerFrame::Ack { id: i, seq, .. } if i == id => Some(Ok(*seq)),
-                    ServerFrame::Error { id: Some(i), reason } if i == id => Some(Err(reason.clone())),
+                    ServerFrame::Error {
+                        id: Some(i),
+                        reason,
+                    } if i == id => Some(Err(reason.clone())),
                     _ => None,
                 })
                 .await;
@@ -215,7 +223,10 @@ async fn room_order_holds_under_many_concurrent_posters() {
             user.join("busy", &format!("poster-{p}")).await;
             let mut acked = Vec::new();
             for i in 0..each {
-                acked.push(user.post("busy", &format!("p{p}-{i}"), &format!("{i}")).await);
+                acked.push(
+                    user.post("busy", &format!("p{p}-{i}"), &format!("{i}"))
+                        .await,
+                );
             }
             // A poster's own messages are numbered in the order it sent them.
             assert!(acked.windows(2).all(|w| w[0] < w[1]), "{acked:?}");
@@ -228,7 +239,11 @@ async fn room_order_holds_under_many_concurrent_posters() {
     }
     all.sort_unstable();
     let n = posters * each;
-    assert_eq!(all, (1..=n as u64).collect::<Vec<_>>(), "numbers without gap or repeat");
+    assert_eq!(
+        all,
+        (1..=n as u64).collect::<Vec<_>>(),
+        "numbers without gap or repeat"
+    );
     reader.until_messages(n).await;
     assert_eq!(seqs(&reader.messages), (1..=n as u64).collect::<Vec<_>>());
     cluster.stop().await;
@@ -249,18 +264,29 @@ async fn killing_a_rooms_owner_loses_no_acknowledged_message() {
     bob.until_messages(5).await;
     assert!(cluster.kill(&owner).await);
     for i in 6..=10 {
-        assert_eq!(ann.post(room, &format!("after-{i}"), "y").await, i, "the successor continues");
+        assert_eq!(
+            ann.post(room, &format!("after-{i}"), "y").await,
+            i,
+            "the successor continues"
+        );
     }
     let bob_id = bob.post(room, "from-bob", "z").await;
     assert_eq!(bob_id, 11);
     ann.until_messages(11).await;
     bob.until_messages(11).await;
     for user in [&ann, &bob] {
-        assert_eq!(seqs(&user.messages), (1..=11).collect::<Vec<_>>(), "no gap, no duplicate");
+        assert_eq!(
+            seqs(&user.messages),
+            (1..=11).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
     }
     let kept = cluster.node(&successor).unwrap().messages(room).await;
     assert_eq!(seqs(&kept), (1..=11).collect::<Vec<_>>());
-    assert!(cluster.gateways.iter().all(|g| g.gateway.down() == vec![owner.clone()]));
+    assert!(cluster
+        .gateways
+        .iter()
+        .all(|g| g.gateway.down() == vec![owner.clone()]));
     cluster.stop().await;
 }
 
@@ -283,10 +309,19 @@ async fn a_slow_owner_given_up_on_cannot_acknowledge_after_the_takeover() {
     slow.stall();
     assert_eq!(ann.post(room, "m2", "two").await, 2);
     assert_eq!(cluster.gateways[0].gateway.down(), vec![owner.clone()]);
-    assert!(cluster.gateways[1].gateway.down().is_empty(), "gateway 1 still trusts the owner");
+    assert!(
+        cluster.gateways[1].gateway.down().is_empty(),
+        "gateway 1 still trusts the owner"
+    );
 
     // A gateway that still trusts the old owner posts to it directly.
-    let address = cluster.nodes.iter().find(|n| n.node.id() == owner).unwrap().server.address();
+    let address = cluster
+        .nodes
+        .iter()
+        .find(|n| n.node.id() == owner)
+        .unwrap()
+        .server
+        .address();
     let post = Post {
         id: "m3".into(),
         user: "eve".into(),
@@ -303,13 +338,20 @@ async fn a_slow_owner_given_up_on_cannot_acknowledge_after_the_takeover() {
     let answer = direct.await.unwrap().unwrap();
     assert_eq!(answer.status, StatusCode::CONFLICT, "{:?}", answer.body);
     assert!(String::from_utf8_lossy(&answer.body).contains("fenced"));
-    assert_eq!(seqs(&slow.messages(room).await), [1], "the old owner stored nothing more");
+    assert_eq!(
+        seqs(&slow.messages(room).await),
+        [1],
+        "the old owner stored nothing more"
+    );
 
     // Gateway 1 learns of the takeover from the old owner's refusal.
     assert_eq!(bob.post(room, "m4", "four").await, 3);
     assert_eq!(cluster.gateways[1].gateway.down(), vec![owner.clone()]);
     let kept = cluster.node(&successor).unwrap().messages(room).await;
-    assert_eq!(kept.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m1", "m2", "m4"]);
+    assert_eq!(
+        kept.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["m1", "m2", "m4"]
+    );
     for user in [&mut ann, &mut bob] {
         user.until_messages(3).await;
         assert_eq!(seqs(&user.messages), [1, 2, 3]);
@@ -325,11 +367,18 @@ async fn a_repeated_post_id_makes_one_message() {
     ann.join("once", "ann").await;
     bob.join("once", "bob").await;
     assert_eq!(ann.post("once", "same", "hi").await, 1);
-    assert_eq!(ann.post("once", "same", "hi").await, 1, "a retry gets the first number");
+    assert_eq!(
+        ann.post("once", "same", "hi").await,
+        1,
+        "a retry gets the first number"
+    );
     assert_eq!(bob.post("once", "next", "ho").await, 2);
     ann.until_messages(2).await;
     assert_eq!(
-        ann.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ann.messages
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
         ["same", "next"]
     );
     assert_eq!(seqs(&ann.history("once").await), [1, 2]);
@@ -346,9 +395,17 @@ async fn the_cached_history_is_refreshed_after_a_post() {
     let cache = cluster.gateways[0].gateway.handles().cache.clone();
     let hits = cache.snapshot().hits;
     assert_eq!(seqs(&ann.history("cached").await), [1]);
-    assert_eq!(cache.snapshot().hits, hits + 1, "the second read is a cache hit");
+    assert_eq!(
+        cache.snapshot().hits,
+        hits + 1,
+        "the second read is a cache hit"
+    );
     assert_eq!(ann.post("cached", "p2", "two").await, 2);
-    assert_eq!(seqs(&ann.history("cached").await), [1, 2], "the post invalidated the entry");
+    assert_eq!(
+        seqs(&ann.history("cached").await),
+        [1, 2],
+        "the post invalidated the entry"
+    );
     cluster.stop().await;
 }
 
@@ -362,26 +419,41 @@ async fn a_bad_frame_closes_only_its_connection_with_a_reason() {
     bob.join("calm", "bob").await;
 
     let mut garbled = User::connect(&url).await;
-    garbled.ws.send(WsMessage::Text("{not json".into())).await.unwrap();
+    garbled
+        .ws
+        .send(WsMessage::Text("{not json".into()))
+        .await
+        .unwrap();
     let (code, reason) = garbled.closed().await;
     assert_eq!(code, CloseCode::Invalid);
     assert!(reason.contains("malformed frame"), "{reason}");
 
     let mut unknown = User::connect(&url).await;
-    unknown.ws.send(WsMessage::Text(r#"{"type":"shout","room":"calm"}"#.into())).await.unwrap();
+    unknown
+        .ws
+        .send(WsMessage::Text(r#"{"type":"shout","room":"calm"}"#.into()))
+        .await
+        .unwrap();
     let (code, reason) = unknown.closed().await;
     assert_eq!(code, CloseCode::Invalid);
     assert!(reason.contains("shout"), "{reason}");
 
     let mut huge = User::connect(&url).await;
-    let text = format!(r#"{{"type":"post","room":"calm","id":"x","text":"{}"}}"#, "a".repeat(20_000));
+    let text = format!(
+        r#"{{"type":"post","room":"calm","id":"x","text":"{}"}}"#,
+        "a".repeat(20_000)
+    );
     huge.ws.send(WsMessage::Text(text.into())).await.unwrap();
     let (code, reason) = huge.closed().await;
     assert_eq!(code, CloseCode::Size);
     assert!(reason.contains("exceeds the limit of 8192"), "{reason}");
 
     let mut binary = User::connect(&url).await;
-    binary.ws.send(WsMessage::Binary(vec![1, 2, 3].into())).await.unwrap();
+    binary
+        .ws
+        .send(WsMessage::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     assert_eq!(binary.closed().await.0, CloseCode::Unsupported);
 
     // A bad name is answered, not fatal.
@@ -422,7 +494,15 @@ async fn the_load_generator_sees_no_loss_across_a_node_kill() {
     .await
     .unwrap();
     assert!(summary.acknowledged > 0, "{summary}");
-    assert_eq!(summary.expected, summary.expected - summary.lost, "{summary}");
-    assert_eq!((summary.lost, summary.duplicated, summary.out_of_order), (0, 0, 0), "{summary}");
+    assert_eq!(
+        summary.expected,
+        summary.expected - summary.lost,
+        "{summary}"
+    );
+    assert_eq!(
+        (summary.lost, summary.duplicated, summary.out_of_order),
+        (0, 0, 0),
+        "{summary}"
+    );
     cluster.stop().await;
 }

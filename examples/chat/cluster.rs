@@ -60,7 +60,10 @@ impl Server {
             let _ = s.send(());
         }
         if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
                 task.abort();
             }
         }
@@ -178,7 +181,11 @@ impl Cluster {
     /// Kills a node: it stops acknowledging, ends its subscriptions and
     /// closes its port. Returns whether there was such a live node.
     pub async fn kill(&mut self, id: &str) -> bool {
-        let Some(process) = self.nodes.iter_mut().find(|n| n.node.id() == id && !n.killed) else {
+        let Some(process) = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.node.id() == id && !n.killed)
+        else {
             return false;
         };
         process.killed = true;

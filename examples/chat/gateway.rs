@@ -49,8 +49,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::upstream::{self, HttpClient, NodeRequest, NodeResponse, Upstream, UpstreamConfig, UpstreamHandles};
-use crate::wire::{self, ClientFrame, Event, History, Message, Post, Refusal, RefusalKind, ServerFrame};
+use crate::upstream::{
+    self, HttpClient, NodeRequest, NodeResponse, Upstream, UpstreamConfig, UpstreamHandles,
+};
+use crate::wire::{
+    self, ClientFrame, Event, History, Message, Post, Refusal, RefusalKind, ServerFrame,
+};
 
 /// How many recent messages a gateway keeps per room for its clients.
 pub const RECENT: usize = 1_000;
@@ -147,7 +151,8 @@ impl Gateway {
 
     /// Gives up on `node`: its rooms move to their next node.
     pub fn give_up(&self, node: &str) {
-        if !self.addresses.contains_key(node) || !self.down.lock().unwrap().insert(node.to_string()) {
+        if !self.addresses.contains_key(node) || !self.down.lock().unwrap().insert(node.to_string())
+        {
             return;
         }
         tracing::info!(node, "gateway gives up on node");
@@ -159,7 +164,11 @@ impl Gateway {
 
     /// Sends a request made by `make` to the room's owner, moving the room
     /// along its preference list as owners fail, until a 200 or the deadline.
-    async fn call(&self, room: &str, make: impl Fn(Vec<String>) -> NodeRequest) -> Result<NodeResponse, String> {
+    async fn call(
+        &self,
+        room: &str,
+        make: impl Fn(Vec<String>) -> NodeRequest,
+    ) -> Result<NodeResponse, String> {
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let mut pause = Duration::from_millis(5);
         let mut last_error = String::new();
@@ -279,7 +288,9 @@ impl Gateway {
         let after = *feed.last.borrow();
         let request = Request::builder()
             .method(Method::GET)
-            .uri(format!("http://{address}/rooms/{room}/subscribe?after={after}"))
+            .uri(format!(
+                "http://{address}/rooms/{room}/subscribe?after={after}"
+            ))
             .body(Full::new(Bytes::new()));
         let Ok(request) = request else { return false };
         let response = match self.client.request(request).await {
@@ -305,7 +316,9 @@ impl Gateway {
         let mut buffer = Vec::new();
         let mut got = false;
         while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             buffer.extend_from_slice(&data);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
@@ -371,33 +384,50 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
         let text = match message {
             Ok(WsMessage::Text(text)) => text,
             Ok(WsMessage::Binary(_)) => {
-                let _ = tx.send(Outgoing::Close(1003, "binary frames are not accepted".into())).await;
+                let _ = tx
+                    .send(Outgoing::Close(
+                        1003,
+                        "binary frames are not accepted".into(),
+                    ))
+                    .await;
                 break;
             }
             Ok(WsMessage::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
-                let _ = tx.send(Outgoing::Close(1009, format!("unreadable frame: {e}"))).await;
+                let _ = tx
+                    .send(Outgoing::Close(1009, format!("unreadable frame: {e}")))
+                    .await;
                 break;
             }
         };
         if text.len() > wire::MAX_FRAME {
-            let reason = format!("frame of {} bytes exceeds the limit of {}", text.len(), wire::MAX_FRAME);
+            let reason = format!(
+                "frame of {} bytes exceeds the limit of {}",
+                text.len(),
+                wire::MAX_FRAME
+            );
             let _ = tx.send(Outgoing::Close(1009, reason)).await;
             break;
         }
         let frame: ClientFrame = match serde_json::from_str(&text) {
             Ok(f) => f,
             Err(e) => {
-                let _ = tx.send(Outgoing::Close(1007, format!("malformed frame: {e}"))).await;
+                let _ = tx
+                    .send(Outgoing::Close(1007, format!("malformed frame: {e}")))
+                    .await;
                 break;
             }
         };
         tasks.retain(|t| !t.is_finished());
         match frame {
             ClientFrame::Join { room, user } => {
-                if let Err(reason) = wire::check_name("room", &room).and(wire::check_name("user", &user)) {
-                    let _ = tx.send(Outgoing::Frame(ServerFrame::Error { id: None, reason })).await;
+                if let Err(reason) =
+                    wire::check_name("room", &room).and(wire::check_name("user", &user))
+                {
+                    let _ = tx
+                        .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
+                        .await;
                     continue;
                 }
                 if let Some((_, old)) = joined.remove(&room) {
@@ -409,25 +439,40 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
             ClientFrame::Post { room, id, text } => {
                 let Some((user, _)) = joined.get(&room) else {
                     let reason = format!("join {room} before posting to it");
-                    let _ = tx.send(Outgoing::Frame(ServerFrame::Error { id: Some(id), reason })).await;
+                    let _ = tx
+                        .send(Outgoing::Frame(ServerFrame::Error {
+                            id: Some(id),
+                            reason,
+                        }))
+                        .await;
                     continue;
                 };
                 if let Err(reason) = wire::check_name("id", &id).and(wire::check_text(&text)) {
-                    let _ = tx.send(Outgoing::Frame(ServerFrame::Error { id: Some(id), reason })).await;
+                    let _ = tx
+                        .send(Outgoing::Frame(ServerFrame::Error {
+                            id: Some(id),
+                            reason,
+                        }))
+                        .await;
                     continue;
                 }
                 let (gateway, tx, user) = (gateway.clone(), tx.clone(), user.clone());
                 tasks.push(tokio::spawn(async move {
                     let frame = match gateway.post(&room, &id, &user, &text).await {
                         Ok(seq) => ServerFrame::Ack { room, id, seq },
-                        Err(reason) => ServerFrame::Error { id: Some(id), reason },
+                        Err(reason) => ServerFrame::Error {
+                            id: Some(id),
+                            reason,
+                        },
                     };
                     let _ = tx.send(Outgoing::Frame(frame)).await;
                 }));
             }
             ClientFrame::History { room } => {
                 if let Err(reason) = wire::check_name("room", &room) {
-                    let _ = tx.send(Outgoing::Frame(ServerFrame::Error { id: None, reason })).await;
+                    let _ = tx
+                        .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
+                        .await;
                     continue;
                 }
                 let (gateway, tx) = (gateway.clone(), tx.clone());
@@ -458,7 +503,9 @@ async fn forward(gateway: Arc<Gateway>, room: String, tx: mpsc::Sender<Outgoing>
     let history = match gateway.history(&room).await {
         Ok(h) => h,
         Err(reason) => {
-            let _ = tx.send(Outgoing::Frame(ServerFrame::Error { id: None, reason })).await;
+            let _ = tx
+                .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
+                .await;
             Vec::new()
         }
     };
@@ -482,7 +529,11 @@ async fn forward(gateway: Arc<Gateway>, room: String, tx: mpsc::Sender<Outgoing>
         };
         for m in messages {
             last = m.seq;
-            if tx.send(Outgoing::Frame(ServerFrame::Message(m))).await.is_err() {
+            if tx
+                .send(Outgoing::Frame(ServerFrame::Message(m)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -63,10 +63,24 @@ pub struct Summary {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        writeln!(f, "messages/s     {:.0} acknowledged, {:.0} delivered", self.acknowledged as f64 / secs, self.delivered as f64 / secs)?;
-        writeln!(f, "delivery       p50 {:.1} ms, p99 {:.1} ms", ms(self.p50), ms(self.p99))?;
+        writeln!(
+            f,
+            "messages/s     {:.0} acknowledged, {:.0} delivered",
+            self.acknowledged as f64 / secs,
+            self.delivered as f64 / secs
+        )?;
+        writeln!(
+            f,
+            "delivery       p50 {:.1} ms, p99 {:.1} ms",
+            ms(self.p50),
+            ms(self.p99)
+        )?;
         writeln!(f, "acknowledged   {}", self.acknowledged)?;
-        writeln!(f, "delivered      {} (expected {})", self.delivered, self.expected)?;
+        writeln!(
+            f,
+            "delivered      {} (expected {})",
+            self.delivered, self.expected
+        )?;
         writeln!(f, "resent posts   {}", self.resent)?;
         writeln!(f, "lost           {}", self.lost)?;
         writeln!(f, "duplicated     {}", self.duplicated)?;
@@ -140,7 +154,11 @@ pub async fn run(cluster: &mut Cluster, config: &LoadConfig) -> Result<Summary, 
             if elapsed >= *at {
                 let killed = cluster.kill(node).await;
                 if config.progress {
-                    eprintln!("\r{:>6.1}s  killed {node}{}", elapsed.as_secs_f64(), if killed { "" } else { " (no such node)" });
+                    eprintln!(
+                        "\r{:>6.1}s  killed {node}{}",
+                        elapsed.as_secs_f64(),
+                        if killed { "" } else { " (no such node)" }
+                    );
                 }
                 kill = None;
             }
@@ -162,14 +180,21 @@ pub async fn run(cluster: &mut Cluster, config: &LoadConfig) -> Result<Summary, 
     phase.send_replace(DRAIN);
     let elapsed = start.elapsed();
     // Every acknowledged message reaches every user of its room, or 30 s pass.
-    let complete = wait_for("delivery of every acknowledged message", Duration::from_secs(30), || {
-        let acked = shared.acked.lock().unwrap();
-        logs.iter().all(|log| {
-            let log = log.lock().unwrap();
-            let newest = acked.get(&log.room).and_then(|m| m.keys().next_back().copied()).unwrap_or(0);
-            log.received.last().map_or(log.joined_after, |r| r.0) >= newest
-        })
-    })
+    let complete = wait_for(
+        "delivery of every acknowledged message",
+        Duration::from_secs(30),
+        || {
+            let acked = shared.acked.lock().unwrap();
+            logs.iter().all(|log| {
+                let log = log.lock().unwrap();
+                let newest = acked
+                    .get(&log.room)
+                    .and_then(|m| m.keys().next_back().copied())
+                    .unwrap_or(0);
+                log.received.last().map_or(log.joined_after, |r| r.0) >= newest
+            })
+        },
+    )
     .await;
     phase.send_replace(CLOSE);
     for u in users {
@@ -227,7 +252,11 @@ fn summarize(shared: &Shared, logs: &[Arc<Mutex<UserLog>>], elapsed: Duration) -
 }
 
 /// Polls `done` every 10 ms until it holds or `limit` passes.
-pub async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), BoxError> {
+pub async fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), BoxError> {
     let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() >= deadline {
@@ -249,8 +278,14 @@ async fn user(
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     let (mut sink, mut stream) = ws.split();
     let room = log.lock().unwrap().room.clone();
-    let send = |frame: &ClientFrame| WsMessage::Text(serde_json::to_string(frame).unwrap_or_default().into());
-    sink.send(send(&ClientFrame::Join { room: room.clone(), user: format!("user-{i}") })).await?;
+    let send = |frame: &ClientFrame| {
+        WsMessage::Text(serde_json::to_string(frame).unwrap_or_default().into())
+    };
+    sink.send(send(&ClientFrame::Join {
+        room: room.clone(),
+        user: format!("user-{i}"),
+    }))
+    .await?;
     let mut ticker = tokio::time::interval(pace);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut joined = false;

@@ -127,7 +127,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,7 +269,13 @@ impl Node {
         (status, axum::Json(body)).into_response()
     }
 
-    async fn copy(&self, to: &str, room: &str, epoch: u64, messages: Vec<Message>) -> Result<(), CopyError> {
+    async fn copy(
+        &self,
+        to: &str,
+        room: &str,
+        epoch: u64,
+        messages: Vec<Message>,
+    ) -> Result<(), CopyError> {
         let address = self.addresses.get(to).ok_or(CopyError::Failed)?;
         let body = serde_json::to_vec(&Replicate {
             epoch,
@@ -302,7 +310,11 @@ pub fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-async fn post_handler(State(node): State<Arc<Node>>, Path(room): Path<String>, body: Bytes) -> Response {
+async fn post_handler(
+    State(node): State<Arc<Node>>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Response {
     let post: Post = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return node.refuse(RefusalKind::BadRequest, 0, format!("bad post: {e}")),
@@ -320,14 +332,22 @@ async fn post_handler(State(node): State<Arc<Node>>, Path(room): Path<String>, b
     }
     let live = node.live_list(&room);
     if live.first() != Some(&node.id) {
-        return node.refuse(RefusalKind::NotOwner, 0, format!("{room} belongs to {:?}", live.first()));
+        return node.refuse(
+            RefusalKind::NotOwner,
+            0,
+            format!("{room} belongs to {:?}", live.first()),
+        );
     }
     let Some(slot) = node.slot(&room) else {
         return node.refuse(RefusalKind::NoReplica, 0, "too many rooms");
     };
     let mut st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(RefusalKind::Fenced, st.epoch, format!("{room} was taken over"));
+        return node.refuse(
+            RefusalKind::Fenced,
+            st.epoch,
+            format!("{room} was taken over"),
+        );
     }
     if !st.owner {
         // Taking the room (first post, or over from a node given up on).
@@ -350,7 +370,8 @@ async fn post_handler(State(node): State<Arc<Node>>, Path(room): Path<String>, b
         (Ok(()), Some(_)) => Ok(()),
         (Ok(()), None) => {
             st.synced = Some(replica.clone());
-            node.copy(&replica, &room, epoch, vec![message.clone()]).await
+            node.copy(&replica, &room, epoch, vec![message.clone()])
+                .await
         }
         (e, _) => e,
     };
@@ -361,7 +382,11 @@ async fn post_handler(State(node): State<Arc<Node>>, Path(room): Path<String>, b
             st.owner = false;
             st.epoch = st.epoch.max(theirs);
             let _ = slot.events.send(Event::Moved);
-            return node.refuse(RefusalKind::Fenced, st.epoch, format!("{room} was taken over"));
+            return node.refuse(
+                RefusalKind::Fenced,
+                st.epoch,
+                format!("{room} was taken over"),
+            );
         }
         Err(CopyError::Unreachable) => {
             node.mark_down(&[replica]);
@@ -409,7 +434,10 @@ async fn replicate_handler(
         return node.refuse(
             RefusalKind::Fenced,
             st.epoch,
-            format!("{room} is at epoch {}, copy from {} at {}", st.epoch, copy.from, copy.epoch),
+            format!(
+                "{room} is at epoch {}, copy from {} at {}",
+                st.epoch, copy.from, copy.epoch
+            ),
         );
     }
     if st.owner {
@@ -436,7 +464,11 @@ async fn history_handler(State(node): State<Arc<Node>>, Path(room): Path<String>
     };
     let st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(RefusalKind::Fenced, st.epoch, format!("{room} was taken over"));
+        return node.refuse(
+            RefusalKind::Fenced,
+            st.epoch,
+            format!("{room} was taken over"),
+        );
     }
     axum::Json(History {
         messages: st.room.after(0),
@@ -466,33 +498,48 @@ async fn subscribe_handler(
     };
     let st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(RefusalKind::Fenced, st.epoch, format!("{room} was taken over"));
+        return node.refuse(
+            RefusalKind::Fenced,
+            st.epoch,
+            format!("{room} was taken over"),
+        );
     }
-    let backlog: Vec<Event> = st.room.after(after.after).into_iter().map(Event::Message).collect();
+    let backlog: Vec<Event> = st
+        .room
+        .after(after.after)
+        .into_iter()
+        .map(Event::Message)
+        .collect();
     let live = slot.events.subscribe();
     drop(st);
     let stopping = node.stopping.subscribe();
     let state = (backlog.into_iter(), live, stopping, false);
-    let stream = futures::stream::unfold(state, |(mut backlog, mut live, mut stopping, done)| async move {
-        if done {
-            return None;
-        }
-        let event = match backlog.next() {
-            Some(e) => e,
-            None => tokio::select! {
-                r = live.recv() => match r {
-                    Ok(e) => e,
-                    // Lagged or closed: end; the gateway resumes after its last number.
-                    Err(_) => return None,
+    let stream = futures::stream::unfold(
+        state,
+        |(mut backlog, mut live, mut stopping, done)| async move {
+            if done {
+                return None;
+            }
+            let event = match backlog.next() {
+                Some(e) => e,
+                None => tokio::select! {
+                    r = live.recv() => match r {
+                        Ok(e) => e,
+                        // Lagged or closed: end; the gateway resumes after its last number.
+                        Err(_) => return None,
+                    },
+                    _ = stopping.wait_for(|s| *s) => return None,
                 },
-                _ = stopping.wait_for(|s| *s) => return None,
-            },
-        };
-        let done = matches!(event, Event::Moved);
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), (backlog, live, stopping, done)))
-    });
+            };
+            let done = matches!(event, Event::Moved);
+            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            line.push(b'\n');
+            Some((
+                Ok::<_, Infallible>(Bytes::from(line)),
+                (backlog, live, stopping, done),
+            ))
+        },
+    );
     Response::builder()
         .header("content-type", "application/x-ndjson")
         .body(Body::from_stream(stream))

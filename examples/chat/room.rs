@@ -106,6 +106,9 @@ mod tests {
         assert_eq!(seqs, [2, 3]);
         assert_eq!(room.seq_of("a"), None, "evicted ids are forgotten");
         assert_eq!(room.seq_of("c"), Some(3));
-        assert!(!room.append(room.after(2)[0].clone()), "a repeat is ignored");
+        assert!(
+            !room.append(room.after(2)[0].clone()),
+            "a repeat is ignored"
+        );
     }
 }

@@ -18,10 +18,10 @@ use hyper_util::rt::TokioExecutor;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 use tower_fleet::cache::{CacheHandle, Freshness, Policy, RequestMode};
+use tower_fleet::classify::ErrorIsFailure;
 use tower_fleet::key::Key;
 use tower_fleet::shard::ShardHandle;
 use tower_fleet::signal::Carrier;
-use tower_fleet::classify::ErrorIsFailure;
 use tower_fleet::stack::{BalanceOf, StackBuilder, StackConfig};
 use tower_fleet::BoxError;
 
@@ -114,9 +114,11 @@ impl Service<NodeRequest> for NodeClient {
     fn call(&mut self, req: NodeRequest) -> Self::Future {
         let client = self.client.clone();
         let (method, url, body) = match req {
-            NodeRequest::Post { room, body } => {
-                (Method::POST, format!("{}/rooms/{room}/posts", self.base), body)
-            }
+            NodeRequest::Post { room, body } => (
+                Method::POST,
+                format!("{}/rooms/{room}/posts", self.base),
+                body,
+            ),
             NodeRequest::History { room } => (
                 Method::GET,
                 format!("{}/rooms/{room}/history", self.base),
@@ -196,7 +198,9 @@ request = "{timeout}ms"
         timeout = config.attempt_timeout.as_millis(),
     );
     for (id, addr) in nodes {
-        doc.push_str(&format!("[[shards]]\nid = \"{id}\"\nreplicas = [\"{addr}\"]\n"));
+        doc.push_str(&format!(
+            "[[shards]]\nid = \"{id}\"\nreplicas = [\"{addr}\"]\n"
+        ));
     }
     doc
 }

@@ -194,7 +194,9 @@ pub fn check_name(what: &str, value: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(format!("{what} may hold only letters, digits, '-', '_' and '.'"));
+        return Err(format!(
+            "{what} may hold only letters, digits, '-', '_' and '.'"
+        ));
     }
     Ok(())
 }
