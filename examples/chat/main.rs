@@ -134,6 +134,12 @@ async fn main() -> Result<(), BoxError> {
             .unwrap_or_default()
     );
     let summary = load::run(&mut cluster, &args.load).await?;
+    for (i, g) in cluster.gateways.iter().enumerate() {
+        let down = g.gateway.down();
+        if !down.is_empty() {
+            println!("gateway-{i} gave up on {} and moved its rooms on", down.join(", "));
+        }
+    }
     println!("{summary}");
     cluster.stop().await;
     if summary.lost + summary.duplicated + summary.out_of_order > 0 {
