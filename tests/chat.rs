@@ -206,6 +206,16 @@ async fn a_post_through_one_gateway_reaches_a_client_of_another() {
     assert_eq!(bob.messages[0].text, "hello bob");
     assert_eq!(bob.messages[0].user, "ann");
     assert_eq!(bob.messages[0].seq, 1);
+
+    // One subscription per room per gateway, ended with its last client.
+    let gateway = cluster.gateways[1].gateway.clone();
+    assert_eq!(gateway.rooms_followed(), 1);
+    drop(bob);
+    load::wait_for("the subscription to end", PATIENCE, || {
+        gateway.rooms_followed() == 0
+    })
+    .await
+    .unwrap();
     cluster.stop().await;
 }
 

@@ -18,7 +18,7 @@
 //!   nodes report those they know, so gateways learn from each other.
 //! - **Live delivery**: one subscription per room to its owner (a streaming
 //!   response of one JSON event per line), whatever the number of this
-//!   gateway's clients in the room. It keeps the last [`RECENT`] messages
+//!   gateway's clients in the room, ended when the last of them leaves. It keeps the last [`RECENT`] messages
 //!   and the last sequence number seen; when the stream ends or fails it
 //!   subscribes again (to the next owner, once the old one has been given
 //!   up on) *after that number*, so its clients see no gap and no duplicate.
@@ -70,6 +70,25 @@ const PAGE: &str = include_str!("static/index.html");
 struct Feed {
     recent: Mutex<VecDeque<Message>>,
     last: watch::Sender<u64>,
+    /// This gateway's clients in the room; changed under the feeds' lock.
+    clients: watch::Sender<usize>,
+}
+
+/// A client's place in a room's feed: the subscription ends with the last.
+struct Membership {
+    gateway: Arc<Gateway>,
+    room: String,
+    feed: Arc<Feed>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut feeds = self.gateway.feeds.lock().unwrap();
+        self.feed.clients.send_modify(|c| *c -= 1);
+        if *self.feed.clients.borrow() == 0 {
+            feeds.remove(&self.room);
+        }
+    }
 }
 
 impl Feed {
@@ -240,32 +259,52 @@ impl Gateway {
         Ok(history.messages)
     }
 
-    fn feed(self: &Arc<Self>, room: &str) -> Arc<Feed> {
+    /// How many rooms this gateway follows (has clients in).
+    pub fn rooms_followed(&self) -> usize {
+        self.feeds.lock().unwrap().len()
+    }
+
+    /// Joins a client to a room's feed, starting the room's subscription if
+    /// it is the gateway's first client there.
+    fn join(self: &Arc<Self>, room: &str) -> Membership {
         let mut feeds = self.feeds.lock().unwrap();
-        if let Some(feed) = feeds.get(room) {
-            return feed.clone();
+        let (feed, new) = match feeds.get(room) {
+            Some(feed) => (feed.clone(), false),
+            None => {
+                let feed = Arc::new(Feed {
+                    recent: Mutex::new(VecDeque::new()),
+                    last: watch::channel(0).0,
+                    clients: watch::channel(0).0,
+                });
+                feeds.insert(room.to_string(), feed.clone());
+                (feed, true)
+            }
+        };
+        feed.clients.send_modify(|c| *c += 1);
+        if new {
+            tokio::spawn(self.clone().follow(room.to_string(), feed.clone()));
         }
-        let feed = Arc::new(Feed {
-            recent: Mutex::new(VecDeque::new()),
-            last: watch::channel(0).0,
-        });
-        feeds.insert(room.to_string(), feed.clone());
-        tokio::spawn(self.clone().follow(room.to_string(), feed.clone()));
-        feed
+        Membership {
+            gateway: self.clone(),
+            room: room.to_string(),
+            feed,
+        }
     }
 
     /// The subscription of one room: follows its owner, resuming after the
     /// last number seen.
     async fn follow(self: Arc<Self>, room: String, feed: Arc<Feed>) {
         let mut stopping = self.stopping.subscribe();
+        let mut clients = feed.clients.subscribe();
         let mut pause = Duration::from_millis(5);
         loop {
-            if *stopping.borrow() {
+            if *stopping.borrow() || *clients.borrow() == 0 {
                 return;
             }
             let got = tokio::select! {
                 got = self.subscribe_once(&room, &feed) => got,
                 _ = stopping.wait_for(|s| *s) => return,
+                _ = clients.wait_for(|c| *c == 0) => return,
             };
             if got {
                 pause = Duration::from_millis(5);
@@ -498,7 +537,8 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
 
 /// Sends one client a room's history, then every newer message in order.
 async fn forward(gateway: Arc<Gateway>, room: String, tx: mpsc::Sender<Outgoing>) {
-    let feed = gateway.feed(&room);
+    let membership = gateway.join(&room);
+    let feed = membership.feed.clone();
     let mut changed = feed.last.subscribe();
     let history = match gateway.history(&room).await {
         Ok(h) => h,

@@ -137,7 +137,10 @@ async fn main() -> Result<(), BoxError> {
     for (i, g) in cluster.gateways.iter().enumerate() {
         let down = g.gateway.down();
         if !down.is_empty() {
-            println!("gateway-{i} gave up on {} and moved its rooms on", down.join(", "));
+            println!(
+                "gateway-{i} gave up on {} and moved its rooms on",
+                down.join(", ")
+            );
         }
     }
     println!("{summary}");
