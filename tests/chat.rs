@@ -323,6 +323,9 @@ async fn a_slow_owner_given_up_on_cannot_acknowledge_after_the_takeover() {
         cluster.gateways[1].gateway.down().is_empty(),
         "gateway 1 still trusts the owner"
     );
+    // Gateway 0's subscription left the slow owner for the successor.
+    ann.until_messages(2).await;
+    assert_eq!(seqs(&ann.messages), [1, 2]);
 
     // A gateway that still trusts the old owner posts to it directly.
     let address = cluster

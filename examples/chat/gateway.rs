@@ -109,7 +109,8 @@ pub struct Gateway {
     upstream: Upstream,
     handles: UpstreamHandles,
     addresses: HashMap<String, SocketAddr>,
-    down: Mutex<BTreeSet<String>>,
+    /// The nodes given up on; subscriptions to them end when they join it.
+    down: watch::Sender<BTreeSet<String>>,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
     client: HttpClient,
     stopping: watch::Sender<bool>,
@@ -138,7 +139,7 @@ impl Gateway {
             upstream,
             handles,
             addresses: nodes.iter().cloned().collect(),
-            down: Mutex::new(BTreeSet::new()),
+            down: watch::channel(BTreeSet::new()).0,
             feeds: Mutex::new(HashMap::new()),
             client,
             stopping: watch::channel(false).0,
@@ -160,7 +161,7 @@ impl Gateway {
 
     /// The nodes this gateway has given up on.
     pub fn down(&self) -> Vec<String> {
-        self.down.lock().unwrap().iter().cloned().collect()
+        self.down.borrow().iter().cloned().collect()
     }
 
     /// Ends the subscriptions (the gateway is stopping).
@@ -170,7 +171,10 @@ impl Gateway {
 
     /// Gives up on `node`: its rooms move to their next node.
     pub fn give_up(&self, node: &str) {
-        if !self.addresses.contains_key(node) || !self.down.lock().unwrap().insert(node.to_string())
+        if !self.addresses.contains_key(node)
+            || !self
+                .down
+                .send_if_modified(|down| down.insert(node.to_string()))
         {
             return;
         }
@@ -354,7 +358,15 @@ impl Gateway {
         let mut body = response.into_body();
         let mut buffer = Vec::new();
         let mut got = false;
-        while let Some(Ok(frame)) = body.frame().await {
+        // A slow owner given up on may keep the stream open without sending
+        // what its successor now acknowledges: leave it at once.
+        let mut down = self.down.subscribe();
+        loop {
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                _ = down.wait_for(|d| d.contains(&owner)) => return true,
+            };
+            let Some(Ok(frame)) = frame else { break };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
