@@ -461,6 +461,16 @@ async fn a_bad_frame_closes_only_its_connection_with_a_reason() {
     assert_eq!(code, CloseCode::Size);
     assert!(reason.contains("exceeds the limit of 8192"), "{reason}");
 
+    let mut enormous = User::connect(&url).await;
+    let text = "b".repeat(200_000);
+    enormous
+        .ws
+        .send(WsMessage::Text(text.into()))
+        .await
+        .unwrap();
+    let (code, reason) = enormous.closed().await;
+    assert_eq!(code, CloseCode::Size, "{reason}");
+
     let mut binary = User::connect(&url).await;
     binary
         .ws

@@ -446,8 +446,15 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
             Ok(WsMessage::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
+                // Past the 64 KiB read limit the frame is not read at all.
+                let reason = e.to_string();
+                let code = if reason.contains("Space limit") {
+                    1009
+                } else {
+                    1002
+                };
                 let _ = tx
-                    .send(Outgoing::Close(1009, format!("unreadable frame: {e}")))
+                    .send(Outgoing::Close(code, format!("unreadable frame: {reason}")))
                     .await;
                 break;
             }
@@ -476,9 +483,7 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
                 if let Err(reason) =
                     wire::check_name("room", &room).and(wire::check_name("user", &user))
                 {
-                    let _ = tx
-                        .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
-                        .await;
+                    refuse(&tx, None, reason).await;
                     continue;
                 }
                 if let Some((_, old)) = joined.remove(&room) {
@@ -490,21 +495,11 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
             ClientFrame::Post { room, id, text } => {
                 let Some((user, _)) = joined.get(&room) else {
                     let reason = format!("join {room} before posting to it");
-                    let _ = tx
-                        .send(Outgoing::Frame(ServerFrame::Error {
-                            id: Some(id),
-                            reason,
-                        }))
-                        .await;
+                    refuse(&tx, Some(id), reason).await;
                     continue;
                 };
                 if let Err(reason) = wire::check_name("id", &id).and(wire::check_text(&text)) {
-                    let _ = tx
-                        .send(Outgoing::Frame(ServerFrame::Error {
-                            id: Some(id),
-                            reason,
-                        }))
-                        .await;
+                    refuse(&tx, Some(id), reason).await;
                     continue;
                 }
                 let (gateway, tx, user) = (gateway.clone(), tx.clone(), user.clone());
@@ -521,9 +516,7 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
             }
             ClientFrame::History { room } => {
                 if let Err(reason) = wire::check_name("room", &room) {
-                    let _ = tx
-                        .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
-                        .await;
+                    refuse(&tx, None, reason).await;
                     continue;
                 }
                 let (gateway, tx) = (gateway.clone(), tx.clone());
@@ -547,6 +540,13 @@ async fn client_session(gateway: Arc<Gateway>, socket: WebSocket) {
     let _ = writer.await;
 }
 
+/// Answers a client's request with an error frame; its connection stays.
+async fn refuse(tx: &mpsc::Sender<Outgoing>, id: Option<String>, reason: String) {
+    let _ = tx
+        .send(Outgoing::Frame(ServerFrame::Error { id, reason }))
+        .await;
+}
+
 /// Sends one client a room's history, then every newer message in order.
 async fn forward(gateway: Arc<Gateway>, room: String, tx: mpsc::Sender<Outgoing>) {
     let membership = gateway.join(&room);
@@ -555,9 +555,7 @@ async fn forward(gateway: Arc<Gateway>, room: String, tx: mpsc::Sender<Outgoing>
     let history = match gateway.history(&room).await {
         Ok(h) => h,
         Err(reason) => {
-            let _ = tx
-                .send(Outgoing::Frame(ServerFrame::Error { id: None, reason }))
-                .await;
+            refuse(&tx, None, reason).await;
             Vec::new()
         }
     };

@@ -269,6 +269,17 @@ impl Node {
         (status, axum::Json(body)).into_response()
     }
 
+    fn fenced(&self, room: &str, epoch: u64) -> Response {
+        self.refuse(RefusalKind::Fenced, epoch, format!("{room} was taken over"))
+    }
+
+    /// The room's slot, for a request naming it.
+    fn slot_for(&self, room: &str) -> Result<Arc<Slot>, Response> {
+        wire::check_name("room", room).map_err(|e| self.refuse(RefusalKind::BadRequest, 0, e))?;
+        self.slot(room)
+            .ok_or_else(|| self.refuse(RefusalKind::NoReplica, 0, "too many rooms"))
+    }
+
     async fn copy(
         &self,
         to: &str,
@@ -319,8 +330,7 @@ async fn post_handler(
         Ok(p) => p,
         Err(e) => return node.refuse(RefusalKind::BadRequest, 0, format!("bad post: {e}")),
     };
-    if let Err(e) = wire::check_name("room", &room)
-        .and(wire::check_name("id", &post.id))
+    if let Err(e) = wire::check_name("id", &post.id)
         .and(wire::check_name("user", &post.user))
         .and(wire::check_text(&post.text))
     {
@@ -338,16 +348,13 @@ async fn post_handler(
             format!("{room} belongs to {:?}", live.first()),
         );
     }
-    let Some(slot) = node.slot(&room) else {
-        return node.refuse(RefusalKind::NoReplica, 0, "too many rooms");
+    let slot = match node.slot_for(&room) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
     };
     let mut st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(
-            RefusalKind::Fenced,
-            st.epoch,
-            format!("{room} was taken over"),
-        );
+        return node.fenced(&room, st.epoch);
     }
     if !st.owner {
         // Taking the room (first post, or over from a node given up on).
@@ -382,11 +389,7 @@ async fn post_handler(
             st.owner = false;
             st.epoch = st.epoch.max(theirs);
             let _ = slot.events.send(Event::Moved);
-            return node.refuse(
-                RefusalKind::Fenced,
-                st.epoch,
-                format!("{room} was taken over"),
-            );
+            return node.fenced(&room, st.epoch);
         }
         Err(CopyError::Unreachable) => {
             node.mark_down(&[replica]);
@@ -426,8 +429,9 @@ async fn replicate_handler(
     if node.stopping() {
         return node.refuse(RefusalKind::Stopping, 0, "node stopping");
     }
-    let Some(slot) = node.slot(&room) else {
-        return node.refuse(RefusalKind::NoReplica, 0, "too many rooms");
+    let slot = match node.slot_for(&room) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
     };
     let mut st = slot.state.lock().await;
     if copy.epoch < st.epoch || (st.owner && copy.epoch <= st.epoch) {
@@ -456,19 +460,13 @@ async fn replicate_handler(
 }
 
 async fn history_handler(State(node): State<Arc<Node>>, Path(room): Path<String>) -> Response {
-    if let Err(e) = wire::check_name("room", &room) {
-        return node.refuse(RefusalKind::BadRequest, 0, e);
-    }
-    let Some(slot) = node.slot(&room) else {
-        return node.refuse(RefusalKind::NoReplica, 0, "too many rooms");
+    let slot = match node.slot_for(&room) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
     };
     let st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(
-            RefusalKind::Fenced,
-            st.epoch,
-            format!("{room} was taken over"),
-        );
+        return node.fenced(&room, st.epoch);
     }
     axum::Json(History {
         messages: st.room.after(0),
@@ -487,22 +485,16 @@ async fn subscribe_handler(
     Path(room): Path<String>,
     Query(after): Query<After>,
 ) -> Response {
-    if let Err(e) = wire::check_name("room", &room) {
-        return node.refuse(RefusalKind::BadRequest, 0, e);
-    }
     if node.stopping() {
         return node.refuse(RefusalKind::Stopping, 0, "node stopping");
     }
-    let Some(slot) = node.slot(&room) else {
-        return node.refuse(RefusalKind::NoReplica, 0, "too many rooms");
+    let slot = match node.slot_for(&room) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
     };
     let st = slot.state.lock().await;
     if st.fenced {
-        return node.refuse(
-            RefusalKind::Fenced,
-            st.epoch,
-            format!("{room} was taken over"),
-        );
+        return node.fenced(&room, st.epoch);
     }
     let backlog: Vec<Event> = st
         .room
