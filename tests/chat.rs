@@ -529,3 +529,25 @@ async fn the_load_generator_sees_no_loss_across_a_node_kill() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_bad_requests_with_a_clear_400() {
+    let mut cluster = Cluster::start(&config()).await.unwrap();
+    let address = cluster.nodes[0].server.address();
+    let client = upstream::http_client();
+    for (path, body) in [
+        ("rooms/r/posts", "{not json"),
+        ("rooms/r/posts", r#"{"id":"a b","user":"u","text":"t"}"#),
+        ("rooms/r/replicate", r#"{"epoch":"one"}"#),
+    ] {
+        let url = format!("http://{address}/{path}");
+        let answer = upstream::send(&client, Method::POST, url, body.to_string().into())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}");
+        let refusal: wire::Refusal = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(refusal.kind, wire::RefusalKind::BadRequest);
+        assert!(!refusal.reason.is_empty());
+    }
+    cluster.stop().await;
+}

@@ -269,6 +269,11 @@ impl Node {
         (status, axum::Json(body)).into_response()
     }
 
+    fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Response> {
+        serde_json::from_slice(body)
+            .map_err(|e| self.refuse(RefusalKind::BadRequest, 0, format!("bad request body: {e}")))
+    }
+
     fn fenced(&self, room: &str, epoch: u64) -> Response {
         self.refuse(RefusalKind::Fenced, epoch, format!("{room} was taken over"))
     }
@@ -326,9 +331,9 @@ async fn post_handler(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Response {
-    let post: Post = match serde_json::from_slice(&body) {
+    let post: Post = match node.parse(&body) {
         Ok(p) => p,
-        Err(e) => return node.refuse(RefusalKind::BadRequest, 0, format!("bad post: {e}")),
+        Err(refusal) => return refusal,
     };
     if let Err(e) = wire::check_name("id", &post.id)
         .and(wire::check_name("user", &post.user))
@@ -422,9 +427,9 @@ async fn replicate_handler(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Response {
-    let copy: Replicate = match serde_json::from_slice(&body) {
+    let copy: Replicate = match node.parse(&body) {
         Ok(c) => c,
-        Err(e) => return node.refuse(RefusalKind::BadRequest, 0, format!("bad copy: {e}")),
+        Err(refusal) => return refusal,
     };
     if node.stopping() {
         return node.refuse(RefusalKind::Stopping, 0, "node stopping");
