@@ -154,7 +154,8 @@ impl Cluster {
         let client = http_client();
         let mut nodes = Vec::new();
         for ((id, _), listener) in fleet.iter().zip(listeners) {
-            let node = Node::new(id, &fleet, config.capacity, client.clone())?;
+            let node = Node::new(id, config.capacity, client.clone());
+            node.join(&fleet)?;
             let server = Server::start(listener, node.router())?;
             nodes.push(NodeProcess {
                 node,

@@ -72,7 +72,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -112,11 +112,17 @@ struct RoomState {
     synced: Option<String>,
 }
 
+/// The fleet as a node sees it: every node's address, and the placement.
+struct Fleet {
+    addresses: HashMap<String, SocketAddr>,
+    placement: Rendezvous,
+}
+
 /// A chat node's state.
 pub struct Node {
     id: String,
-    addresses: HashMap<String, SocketAddr>,
-    placement: Rendezvous,
+    /// Set once every node's address is known (after the servers start).
+    fleet: OnceLock<Fleet>,
     capacity: usize,
     rooms: Mutex<HashMap<String, Arc<Slot>>>,
     down: Mutex<BTreeSet<String>>,
@@ -141,26 +147,32 @@ enum CopyError {
 }
 
 impl Node {
-    /// Node `id` of the fleet `nodes` (every node's id and address, this one
-    /// included), keeping `capacity` messages per room.
-    pub fn new(
-        id: &str,
-        nodes: &[(String, SocketAddr)],
-        capacity: usize,
-        client: HttpClient,
-    ) -> Result<Arc<Node>, tower_fleet::BoxError> {
-        let specs: Vec<ShardSpec> = nodes.iter().map(|(id, _)| ShardSpec::new(id)).collect();
-        Ok(Arc::new(Node {
+    /// Node `id`, keeping `capacity` messages per room. It refuses posts
+    /// (503) until it is given its fleet ([`join`](Node::join)).
+    pub fn new(id: &str, capacity: usize, client: HttpClient) -> Arc<Node> {
+        Arc::new(Node {
             id: id.to_string(),
-            addresses: nodes.iter().cloned().collect(),
-            placement: Rendezvous::build(KeyHasher::xxh3(), &specs)?,
+            fleet: OnceLock::new(),
             capacity,
             rooms: Mutex::new(HashMap::new()),
             down: Mutex::new(BTreeSet::new()),
             client,
             stopping: watch::channel(false).0,
             stalled: watch::channel(false).0,
-        }))
+        })
+    }
+
+    /// Gives the node its fleet: every node's id and address, its own
+    /// included. Fails on an empty fleet or a second call.
+    pub fn join(&self, nodes: &[(String, SocketAddr)]) -> Result<(), tower_fleet::BoxError> {
+        let specs: Vec<ShardSpec> = nodes.iter().map(|(id, _)| ShardSpec::new(id)).collect();
+        let fleet = Fleet {
+            addresses: nodes.iter().cloned().collect(),
+            placement: Rendezvous::build(KeyHasher::xxh3(), &specs)?,
+        };
+        self.fleet
+            .set(fleet)
+            .map_err(|_| format!("{} already has its fleet", self.id).into())
     }
 
     /// The node's id.
@@ -214,7 +226,11 @@ impl Node {
     fn mark_down(&self, nodes: &[String]) {
         let mut down = self.down.lock().unwrap();
         for n in nodes {
-            if n != &self.id && self.addresses.contains_key(n) {
+            let known = self
+                .fleet
+                .get()
+                .is_some_and(|f| f.addresses.contains_key(n));
+            if n != &self.id && known {
                 down.insert(n.clone());
             }
         }
@@ -222,9 +238,13 @@ impl Node {
 
     /// The room's preference list without the nodes known to be down.
     fn live_list(&self, room: &str) -> Vec<String> {
+        let Some(fleet) = self.fleet.get() else {
+            return Vec::new();
+        };
         let down = self.down.lock().unwrap();
-        self.placement
-            .preference_list(room.as_bytes(), self.placement.shards().len())
+        fleet
+            .placement
+            .preference_list(room.as_bytes(), fleet.placement.shards().len())
             .into_iter()
             .filter(|id| !down.contains(id.as_str()))
             .map(|id| id.as_str().to_string())
@@ -292,7 +312,8 @@ impl Node {
         epoch: u64,
         messages: Vec<Message>,
     ) -> Result<(), CopyError> {
-        let address = self.addresses.get(to).ok_or(CopyError::Failed)?;
+        let fleet = self.fleet.get().ok_or(CopyError::Failed)?;
+        let address = fleet.addresses.get(to).ok_or(CopyError::Failed)?;
         let body = serde_json::to_vec(&Replicate {
             epoch,
             from: self.id.clone(),
@@ -344,6 +365,9 @@ async fn post_handler(
     node.mark_down(&post.down);
     if node.stopping() {
         return node.refuse(RefusalKind::Stopping, 0, "node stopping");
+    }
+    if node.fleet.get().is_none() {
+        return node.refuse(RefusalKind::NoReplica, 0, "node starting");
     }
     let live = node.live_list(&room);
     if live.first() != Some(&node.id) {
