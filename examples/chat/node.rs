@@ -289,9 +289,11 @@ impl Node {
         (status, axum::Json(body)).into_response()
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Response> {
-        serde_json::from_slice(body)
-            .map_err(|e| self.refuse(RefusalKind::BadRequest, 0, format!("bad request body: {e}")))
+    // The refusals are boxed: a `Response` is large for an `Err`.
+    fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Box<Response>> {
+        serde_json::from_slice(body).map_err(|e| {
+            Box::new(self.refuse(RefusalKind::BadRequest, 0, format!("bad request body: {e}")))
+        })
     }
 
     fn fenced(&self, room: &str, epoch: u64) -> Response {
@@ -299,10 +301,11 @@ impl Node {
     }
 
     /// The room's slot, for a request naming it.
-    fn slot_for(&self, room: &str) -> Result<Arc<Slot>, Response> {
-        wire::check_name("room", room).map_err(|e| self.refuse(RefusalKind::BadRequest, 0, e))?;
+    fn slot_for(&self, room: &str) -> Result<Arc<Slot>, Box<Response>> {
+        wire::check_name("room", room)
+            .map_err(|e| Box::new(self.refuse(RefusalKind::BadRequest, 0, e)))?;
         self.slot(room)
-            .ok_or_else(|| self.refuse(RefusalKind::NoReplica, 0, "too many rooms"))
+            .ok_or_else(|| Box::new(self.refuse(RefusalKind::NoReplica, 0, "too many rooms")))
     }
 
     async fn copy(
@@ -354,7 +357,7 @@ async fn post_handler(
 ) -> Response {
     let post: Post = match node.parse(&body) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if let Err(e) = wire::check_name("id", &post.id)
         .and(wire::check_name("user", &post.user))
@@ -379,7 +382,7 @@ async fn post_handler(
     }
     let slot = match node.slot_for(&room) {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let mut st = slot.state.lock().await;
     if st.fenced {
@@ -453,14 +456,14 @@ async fn replicate_handler(
 ) -> Response {
     let copy: Replicate = match node.parse(&body) {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if node.stopping() {
         return node.refuse(RefusalKind::Stopping, 0, "node stopping");
     }
     let slot = match node.slot_for(&room) {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let mut st = slot.state.lock().await;
     if copy.epoch < st.epoch || (st.owner && copy.epoch <= st.epoch) {
@@ -491,7 +494,7 @@ async fn replicate_handler(
 async fn history_handler(State(node): State<Arc<Node>>, Path(room): Path<String>) -> Response {
     let slot = match node.slot_for(&room) {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let st = slot.state.lock().await;
     if st.fenced {
@@ -519,7 +522,7 @@ async fn subscribe_handler(
     }
     let slot = match node.slot_for(&room) {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let st = slot.state.lock().await;
     if st.fenced {
