@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 #[path = "../examples/chat/cluster.rs"]
 mod cluster;
+#[path = "../examples/common/mod.rs"]
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/chat/gateway.rs"]
 mod gateway;
@@ -334,7 +336,7 @@ async fn a_slow_owner_given_up_on_cannot_acknowledge_after_the_takeover() {
         .find(|n| n.node.id() == owner)
         .unwrap()
         .server
-        .address();
+        .addr();
     let post = Post {
         id: "m3".into(),
         user: "eve".into(),
@@ -533,7 +535,7 @@ async fn the_load_generator_sees_no_loss_across_a_node_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_answers_bad_requests_with_a_clear_400() {
     let mut cluster = Cluster::start(&config()).await.unwrap();
-    let address = cluster.nodes[0].server.address();
+    let address = cluster.nodes[0].server.addr();
     let client = upstream::http_client();
     for (path, body) in [
         ("rooms/r/posts", "{not json"),

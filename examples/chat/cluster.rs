@@ -3,72 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tower_fleet::BoxError;
+
+use crate::common::server::{serve, serve_local, ServerHandle};
 
 use crate::gateway::Gateway;
 use crate::node::Node;
 use crate::upstream::{http_client, UpstreamConfig};
-
-/// A running HTTP server.
-#[derive(Debug)]
-pub struct Server {
-    address: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    /// Serves `router` on `listener`.
-    pub fn start(listener: TcpListener, router: Router) -> Result<Server, BoxError> {
-        let address = listener.local_addr()?;
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // Without Nagle's delay: subscriptions stream small lines.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(%e, "server stopped");
-            }
-        });
-        Ok(Server {
-            address,
-            shutdown: Some(shutdown),
-            task: Some(task),
-        })
-    }
-
-    /// Where it listens.
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// Stops accepting, lets the requests in flight finish (for up to
-    /// five seconds), then drops what is left.
-    pub async fn stop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
-    }
-}
 
 /// The fleet's shape.
 #[derive(Clone, Debug)]
@@ -103,7 +45,7 @@ pub struct NodeProcess {
     /// Its state.
     pub node: Arc<Node>,
     /// Its server.
-    pub server: Server,
+    pub server: ServerHandle,
     /// Whether it was killed.
     pub killed: bool,
 }
@@ -114,18 +56,18 @@ pub struct GatewayProcess {
     /// Its state.
     pub gateway: Arc<Gateway>,
     /// Its server.
-    pub server: Server,
+    pub server: ServerHandle,
 }
 
 impl GatewayProcess {
     /// The WebSocket address.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.server.address())
+        format!("ws://{}/ws", self.server.addr())
     }
 
     /// The page's address.
     pub fn page_url(&self) -> String {
-        format!("http://{}/", self.server.address())
+        format!("http://{}/", self.server.addr())
     }
 }
 
@@ -144,31 +86,27 @@ impl Cluster {
         if config.nodes < 2 || config.gateways == 0 {
             return Err("a chat fleet needs at least 2 nodes and 1 gateway".into());
         }
-        let mut listeners = Vec::new();
-        let mut fleet = Vec::new();
-        for i in 0..config.nodes {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            fleet.push((format!("node-{i}"), listener.local_addr()?));
-            listeners.push(listener);
-        }
         let client = http_client();
         let mut nodes = Vec::new();
-        for ((id, _), listener) in fleet.iter().zip(listeners) {
-            let node = Node::new(id, config.capacity, client.clone());
-            node.join(&fleet)?;
-            let server = Server::start(listener, node.router())?;
+        let mut fleet = Vec::new();
+        for i in 0..config.nodes {
+            let node = Node::new(&format!("node-{i}"), config.capacity, client.clone());
+            let server = serve_local(node.router()).await?;
+            fleet.push((node.id().to_string(), server.addr()));
             nodes.push(NodeProcess {
                 node,
                 server,
                 killed: false,
             });
         }
+        for n in &nodes {
+            n.node.join(&fleet)?;
+        }
         let mut gateways = Vec::new();
         for i in 0..config.gateways {
             let port = if i == 0 { config.first_gateway_port } else { 0 };
-            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
             let gateway = Gateway::new(&fleet, &config.upstream)?;
-            let server = Server::start(listener, gateway.router())?;
+            let server = serve(SocketAddr::from(([127, 0, 0, 1], port)), gateway.router()).await?;
             gateways.push(GatewayProcess { gateway, server });
         }
         Ok(Cluster { nodes, gateways })
@@ -179,8 +117,8 @@ impl Cluster {
         self.nodes.iter().map(|n| &n.node).find(|n| n.id() == id)
     }
 
-    /// Kills a node: it stops acknowledging, ends its subscriptions and
-    /// closes its port. Returns whether there was such a live node.
+    /// Kills a node, as a crash would: it stops acknowledging, its port
+    /// closes and its open connections break. Returns whether there was such a live node.
     pub async fn kill(&mut self, id: &str) -> bool {
         let Some(process) = self
             .nodes
@@ -191,7 +129,7 @@ impl Cluster {
         };
         process.killed = true;
         process.node.stop();
-        process.server.stop().await;
+        process.server.kill().await;
         true
     }
 

@@ -18,6 +18,8 @@
 // not (a node's stall for the fence test, the cache's counters).
 #[allow(dead_code)]
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 #[allow(dead_code)]
 mod gateway;
 mod load;
@@ -110,7 +112,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let mut cluster = Cluster::start(&args.cluster).await?;
     for n in &cluster.nodes {
-        println!("{} on {}", n.node.id(), n.server.address());
+        println!("{} on {}", n.node.id(), n.server.addr());
     }
     for (i, g) in cluster.gateways.iter().enumerate() {
         println!("gateway-{i}: chat page {}", g.page_url());
