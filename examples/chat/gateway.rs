@@ -41,9 +41,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -334,7 +333,7 @@ impl Gateway {
             .uri(format!(
                 "http://{address}/rooms/{room}/subscribe?after={after}"
             ))
-            .body(Full::new(Bytes::new()));
+            .body(axum::body::Body::empty());
         let Ok(request) = request else { return false };
         let response = match self.client.request(request).await {
             Ok(r) => r,

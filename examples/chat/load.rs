@@ -251,20 +251,16 @@ fn summarize(shared: &Shared, logs: &[Arc<Mutex<UserLog>>], elapsed: Duration) -
     summary
 }
 
-/// Polls `done` every 10 ms until it holds or `limit` passes.
+/// Polls a plain condition with the shared `wait_until` (every 10 ms, up to
+/// `limit`).
 pub async fn wait_for(
     what: &str,
     limit: Duration,
     mut done: impl FnMut() -> bool,
 ) -> Result<(), BoxError> {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= deadline {
-            return Err(format!("gave up waiting for {what} after {limit:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
+    crate::common::wait::wait_until(what, limit, || std::future::ready(done()))
+        .await
+        .map_err(Into::into)
 }
 
 async fn user(

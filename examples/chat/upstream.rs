@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 use tower_fleet::cache::{CacheHandle, Freshness, Policy, RequestMode};
@@ -25,15 +23,7 @@ use tower_fleet::signal::Carrier;
 use tower_fleet::stack::{BalanceOf, StackBuilder, StackConfig};
 use tower_fleet::BoxError;
 
-/// The HTTP client every part of the chat uses (pooled keep-alive connections).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// A new HTTP client.
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
+pub use crate::common::http::{client as http_client, HttpClient};
 
 /// A request from a gateway to a room's owner, through the stack.
 #[derive(Clone, Debug)]
@@ -88,7 +78,7 @@ pub async fn send(
         .method(method)
         .uri(url)
         .header("content-type", "application/json")
-        .body(Full::new(body))?;
+        .body(Body::from(body))?;
     let response = client.request(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
