@@ -12,6 +12,9 @@
 mod args;
 mod catch_up;
 mod client;
+// The HTTP client every example shares, so its timeouts are set in one place.
+#[path = "../common/http.rs"]
+mod common_http;
 mod gateway;
 mod node;
 

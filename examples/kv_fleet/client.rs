@@ -5,23 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
-/// A pooled HTTP/1 client over plain TCP.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A pooled HTTP/1 client over plain TCP, sending whole bodies.
+pub type HttpClient = crate::common_http::HttpClient<Full<Bytes>>;
 
-/// A client that fails fast on a dead node: a short connect timeout, no
-/// Nagle delay, idle connections kept for steady traffic.
-pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(1)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
+/// The examples' shared client (`examples/common/http.rs`): it fails fast on
+/// a dead node with a short connect timeout, no Nagle delay, and keeps idle
+/// connections for steady traffic.
+pub use crate::common_http::client;
 
 /// `method url` with `body`, bounded by `limit`: the status and the whole
 /// body, or `None` on a connection error or timeout.
