@@ -169,7 +169,9 @@ async fn serve_connection(stream: TcpStream, router: Router, mut state: watch::R
 /// that connections handed to other tasks (HTTP upgrades) break too.
 struct KillableIo {
     inner: TcpStream,
-    killed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Resolves when the server is killed; `None` once it has (a finished
+    /// future must not be polled again).
+    killed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl KillableIo {
@@ -179,15 +181,22 @@ impl KillableIo {
                 std::future::pending::<()>().await;
             }
         });
-        Self { inner, killed }
+        Self {
+            inner,
+            killed: Some(killed),
+        }
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.killed.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "server killed",
-            )),
+        let reset = || io::Error::new(io::ErrorKind::ConnectionReset, "server killed");
+        let Some(killed) = self.killed.as_mut() else {
+            return Err(reset());
+        };
+        match killed.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.killed = None;
+                Err(reset())
+            }
             Poll::Pending => Ok(()),
         }
     }

@@ -27,8 +27,13 @@ impl Fleet {
         replicas: usize,
         config: NodeConfig,
     ) -> std::io::Result<Self> {
-        let mut all = Vec::with_capacity(shards);
-        for s in 0..shards {
+        Self::start_shaped(&vec![replicas; shards], config).await
+    }
+
+    /// Starts `shape[s]` nodes for each shard `s`, with the same capacity.
+    pub async fn start_shaped(shape: &[usize], config: NodeConfig) -> std::io::Result<Self> {
+        let mut all = Vec::with_capacity(shape.len());
+        for (s, &replicas) in shape.iter().enumerate() {
             let mut nodes = Vec::with_capacity(replicas);
             for r in 0..replicas {
                 nodes.push(node::start(&node_name(s, r), config).await?);
@@ -65,6 +70,13 @@ impl Fleet {
                 )
             })
             .collect()
+    }
+
+    /// Kills every node (connections reset, ports released at once).
+    pub async fn kill_all(&self) {
+        for node in self.nodes() {
+            node.kill().await;
+        }
     }
 
     /// Stops every node gracefully.

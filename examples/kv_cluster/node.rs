@@ -12,13 +12,19 @@
 //!   than the stored one (last-writer-wins) and answers the stored entry;
 //! - `DELETE /kv/{key}` with a [`Version`] as JSON: stores a tombstone at that version;
 //! - `GET /dump`: every entry with its key, for a restarted node to copy a peer;
-//! - `GET /healthz`: `200 ok`.
+//! - `GET /healthz`: `200 ok` once the node is ready, `503` while it copies
+//!   its shard from its peers (the `kv-fleet` binary's catch-up; a node of
+//!   the in-process fleet is ready at once).
 //!
 //! Tombstones are kept for the node's lifetime, so they outlive any replica
 //! that missed the delete and a stale value cannot come back.
+//!
+//! The same node serves the in-process fleet ([`start`], controlled through a
+//! [`NodeControl`]) and the `kv-fleet` binary's `--role node` ([`Node`] and
+//! its [`router`](Node::router), served on the address the user gives).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,6 +89,57 @@ struct Inner {
     /// Fraction of requests to fail, as `f64` bits.
     flaky: AtomicU64,
     served: AtomicU64,
+    ready: AtomicBool,
+}
+
+/// A node's state and routes, not yet served; clones share the state.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// An empty node named `name`; `ready` is what `/healthz` says until
+    /// [`set_ready`](Self::set_ready).
+    pub fn new(name: &str, config: NodeConfig, ready: bool) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                config,
+                map: Mutex::new(HashMap::new()),
+                permits: Semaphore::new(config.concurrency.max(1)),
+                slow: AtomicU32::new(1),
+                flaky: AtomicU64::new(0f64.to_bits()),
+                served: AtomicU64::new(0),
+                ready: AtomicBool::new(ready),
+            }),
+        }
+    }
+
+    /// The node's routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))
+            .route("/dump", get(dump))
+            .route("/healthz", get(healthz))
+            .with_state(self.inner.clone())
+    }
+
+    /// Reports ready on `/healthz` from now on.
+    pub fn set_ready(&self) {
+        self.inner.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Merges a peer's `/dump` body (newer versions win); the number of
+    /// entries in it.
+    pub fn load_dump(&self, body: &[u8]) -> Result<usize, String> {
+        let entries: Vec<DumpEntry> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let n = entries.len();
+        for e in entries {
+            self.inner.apply(&e.key, e.entry);
+        }
+        Ok(n)
+    }
 }
 
 /// Controls one running node; clones control the same node.
@@ -103,22 +160,12 @@ impl std::fmt::Debug for NodeControl {
 
 /// Starts a node named `name` on an ephemeral loopback port.
 pub async fn start(name: &str, config: NodeConfig) -> std::io::Result<NodeControl> {
-    let inner = Arc::new(Inner {
-        name: name.to_owned(),
-        config,
-        map: Mutex::new(HashMap::new()),
-        permits: Semaphore::new(config.concurrency.max(1)),
-        slow: AtomicU32::new(1),
-        flaky: AtomicU64::new(0f64.to_bits()),
-        served: AtomicU64::new(0),
-    });
-    let router = Router::new()
-        .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))
-        .route("/dump", get(dump))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(inner.clone());
-    let server = server::serve_local(router).await?;
-    Ok(NodeControl { inner, server })
+    let node = Node::new(name, config, true);
+    let server = server::serve_local(node.router()).await?;
+    Ok(NodeControl {
+        inner: node.inner,
+        server,
+    })
 }
 
 impl NodeControl {
@@ -255,6 +302,14 @@ async fn delete_key(
         tombstone: true,
     };
     Json(node.apply(&key, tombstone)).into_response()
+}
+
+async fn healthz(State(node): State<Arc<Inner>>) -> Response {
+    if node.ready.load(Ordering::SeqCst) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "catching up from peers").into_response()
+    }
 }
 
 async fn dump(State(node): State<Arc<Inner>>) -> Json<Vec<DumpEntry>> {

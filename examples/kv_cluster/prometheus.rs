@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tower_fleet::stack::StackHandle;
+use tower_fleet::stack::{StackHandle, StackSnapshot};
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,19 +42,23 @@ where
     StackHandle<Mem, T, G>: Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
+    metrics_route_with(move || handle.snapshot())
+}
+
+/// A router serving `GET /metrics` for the stack whose counters `snapshot`
+/// reads (a gateway that keeps its stack's handle to itself).
+pub fn metrics_route_with(snapshot: impl Fn() -> StackSnapshot + Send + Sync + 'static) -> Router {
+    let snapshot = std::sync::Arc::new(snapshot);
     Router::new().route(
         "/metrics",
         get(move || {
-            let handle = handle.clone();
-            async move { scrape(&handle) }
+            let snapshot = snapshot.clone();
+            async move { scrape(&*snapshot) }
         }),
     )
 }
 
-fn scrape<Mem, T, G>(handle: &StackHandle<Mem, T, G>) -> Response
-where
-    T: Clone + Send + Sync + 'static,
-{
+fn scrape(snapshot: &dyn Fn() -> StackSnapshot) -> Response {
     let Some(prometheus) = prometheus() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -62,7 +66,7 @@ where
         )
             .into_response();
     };
-    handle.publish_metrics();
+    snapshot().publish();
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
         prometheus.render(),

@@ -1,0 +1,404 @@
+//! The kv gateway: `GET`, `PUT` and `DELETE /kv/{key}` over the canonical
+//! stack built from the configuration (`tower_fleet::stack`), each shard's
+//! balancer in quorum mode. The in-process example and the `kv-fleet`
+//! binary's `--role gateway` both run this gateway.
+//!
+//! - **Writes.** A `PUT` (or a `DELETE`, which writes a versioned tombstone)
+//!   gets a version from the gateway's hybrid logical clock (`hlc.rs`) and
+//!   goes to every replica of the key's shard; it succeeds once W of them
+//!   acknowledge. The newest version wins on every replica
+//!   (**last-writer-wins**): of two concurrent writes to one key, the one
+//!   with the greater version survives everywhere, whichever arrives last.
+//! - **Reads.** A `GET` asks the shard's replicas and succeeds once R answer;
+//!   the newest version among the answers wins (a tombstone reads as
+//!   `404`). With R + W > N a read overlaps every acknowledged write, so a
+//!   read sees the gateway's own writes and everyone's acknowledged ones.
+//! - **Read repair.** Replicas that answered an older version, failed, or
+//!   had not answered when the quorum was met are sent the newest entry in
+//!   the background; a replica keeps whichever version is newer, so a
+//!   repair never goes back in time.
+//! - **Tombstones.** Nodes keep them for their lifetime, so a replica that
+//!   missed a `DELETE` can never bring the value back: its older version
+//!   loses to the tombstone in every quorum read, and read repair writes the
+//!   tombstone to it.
+//! - **Cache.** The stack's cache serves repeated reads; a write through
+//!   this gateway invalidates its key when the write completes, so the
+//!   gateway reads its own writes. Other gateways' writes are seen when
+//!   their cached copy expires (the `[cache] ttl`), or at once with the
+//!   shared Redis tier (`--redis`, feature `redis`), whose invalidations
+//!   reach every gateway.
+//! - **Failures.** Retries, breakers and timeouts are the stack's. Shards
+//!   do not fail over (a key lives on its own shard only): a shard that
+//!   cannot reach its quorum answers `503` with the reason, and the other
+//!   shards keep serving.
+//! - **Bad input** is a `4xx` that says why: an empty key or one over
+//!   [`MAX_KEY`] bytes (`400`), a value that is not UTF-8 (`400`) or is over
+//!   [`MAX_VALUE`] bytes (`413`), a method other than `GET`/`PUT`/`DELETE`
+//!   (`405`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, ServiceExt};
+use tower_fleet::balance::{newest, QuorumKind, QuorumResponse};
+use tower_fleet::breaker::BreakerState;
+use tower_fleet::cache::{Freshness, Policy, RequestMode};
+use tower_fleet::key::Key;
+use tower_fleet::signal::Envelope;
+use tower_fleet::stack::{StackBuilder, StackConfig, StackError, StackSnapshot};
+use tower_fleet::BoxError;
+
+use crate::common::http::{client, HttpClient};
+use crate::hlc::{Hlc, Version};
+use crate::node::Entry;
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY: usize = 1024;
+/// The largest value accepted, in bytes.
+pub const MAX_VALUE: usize = 64 * 1024;
+/// How long one leg to a node (or one repair) may take at most; the stack's
+/// `[timeout] request` is usually much shorter.
+const LEG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the stack carries: a read or a versioned write of one key.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Read the key.
+    Get(String),
+    /// Write the entry (a value or a tombstone) under the key.
+    Put(String, Entry),
+}
+
+impl Op {
+    fn key(&self) -> &str {
+        match self {
+            Op::Get(k) | Op::Put(k, _) => k,
+        }
+    }
+}
+
+/// One node's answer: the key and the entry it holds (`None` if it has
+/// none; a write's answer is the entry the node kept).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeReply {
+    /// The key.
+    pub key: String,
+    /// What the node holds for it.
+    pub entry: Option<Entry>,
+}
+
+type Req = Envelope<Op>;
+type Client = HttpClient<Full<Bytes>>;
+
+/// The stack as the gateway holds it: boxed, so its future has a nameable,
+/// `Send` type for the HTTP server's tasks.
+pub type KvStack = BoxCloneSyncService<Req, NodeReply, BoxError>;
+
+/// Reads are cached; writes pass through and invalidate their key.
+#[derive(Clone, Copy, Debug)]
+struct ReadsOnly;
+
+impl Policy<Req, NodeReply> for ReadsOnly {
+    fn request_mode(&self, req: &Req) -> RequestMode {
+        match req.payload {
+            Op::Get(_) => RequestMode::Lookup,
+            Op::Put(..) => RequestMode::Invalidate,
+        }
+    }
+
+    fn freshness(&self, _response: &NodeReply, default: Freshness) -> Option<Freshness> {
+        Some(default)
+    }
+}
+
+/// Why one leg of a quorum call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LegError(String);
+
+/// `method url` with a JSON `body`, bounded by [`LEG_TIMEOUT`]: the status
+/// and the whole body, or why there is none.
+async fn send(
+    client: &Client,
+    method: http::Method,
+    url: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((status, body.to_bytes()))
+    };
+    tokio::time::timeout(LEG_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer in time".to_string()))
+}
+
+/// One leg of a quorum call: the operation against the node at `address`.
+async fn leg(client: &Client, address: &str, op: Op) -> Result<NodeReply, LegError> {
+    let failed = |why: String| LegError(format!("{address}: {why}"));
+    let url = format!("http://{address}/kv/{}", op.key());
+    let (key, answer) = match op {
+        Op::Get(key) => {
+            let answer = send(client, http::Method::GET, &url, Bytes::new()).await;
+            (key, answer)
+        }
+        Op::Put(key, entry) => {
+            let body = serde_json::to_vec(&entry).map_err(|e| failed(e.to_string()))?;
+            let answer = send(client, http::Method::PUT, &url, body.into()).await;
+            (key, answer)
+        }
+    };
+    match answer.map_err(failed)? {
+        (StatusCode::OK, body) => {
+            let entry = serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))?;
+            Ok(NodeReply {
+                key,
+                entry: Some(entry),
+            })
+        }
+        (StatusCode::NOT_FOUND, _) => Ok(NodeReply { key, entry: None }),
+        (status, _) => Err(failed(status.to_string())),
+    }
+}
+
+/// A node's address as the stack gives it, turned into the service that
+/// sends it one leg of a quorum call.
+fn connect(client: Client) -> impl Fn(&str) -> BoxCloneSyncService<Req, NodeReply, LegError> {
+    move |address: &str| {
+        let (client, address) = (client.clone(), address.to_string());
+        BoxCloneSyncService::new(service_fn(move |req: Req| {
+            let (client, address) = (client.clone(), address.clone());
+            async move { leg(&client, &address, req.payload).await }
+        }))
+    }
+}
+
+/// The version a reply holds (`None`, older than any, when it holds nothing).
+fn version(reply: &NodeReply) -> Option<Version> {
+    reply.entry.as_ref().map(|e| e.version)
+}
+
+/// After a read: writes the newest entry back to the replicas that lag.
+fn repair(
+    client: Client,
+) -> impl FnOnce(QuorumResponse<NodeReply, NodeReply>) -> NodeReply + Clone {
+    move |answer: QuorumResponse<NodeReply, NodeReply>| {
+        if let Some(entry) = &answer.merged.entry {
+            for replica in answer.lagging(version) {
+                let (client, key) = (client.clone(), answer.merged.key.clone());
+                let Ok(body) = serde_json::to_vec(entry) else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let url = format!("http://{replica}/kv/{key}");
+                    // A repair that fails is retried by the next read.
+                    let _ = send(&client, http::Method::PUT, &url, body.into()).await;
+                });
+            }
+        }
+        answer.merged
+    }
+}
+
+/// What the gateway shows of its stack, with the stack's types erased.
+struct View {
+    snapshot: Box<dyn Fn() -> StackSnapshot + Send + Sync>,
+    shard_of: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+/// A running gateway's state; clones share it.
+#[derive(Clone)]
+pub struct Gateway {
+    stack: KvStack,
+    hlc: Arc<Hlc>,
+    view: Arc<View>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// How a gateway is built beyond its stack configuration.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayOptions {
+    /// This gateway's id in write versions: gateways writing to one fleet
+    /// must have different ids.
+    pub id: u32,
+    /// The shared Redis cache tier's URL (feature `redis`), if any.
+    pub redis: Option<String>,
+}
+
+impl Gateway {
+    /// Builds the stack from `config` (shards by addresses, or by DNS names
+    /// with the `dns` feature), on the current tokio runtime.
+    pub fn new(config: StackConfig, options: GatewayOptions) -> Result<Gateway, StackError> {
+        let client: Client = client();
+        let choose = |req: &Req| match req.payload {
+            Op::Get(_) => QuorumKind::Read,
+            Op::Put(..) => QuorumKind::Write,
+        };
+        let builder = StackBuilder::new(config)
+            .connector(connect(client.clone()))
+            .key(|req: &Req| Some(Key::from(req.payload.key())))
+            .cache_policy(ReadsOnly);
+        let (stack, handle) = builder.build_quorum_with(choose, newest(version), repair(client))?;
+        let view = View {
+            snapshot: Box::new({
+                let handle = handle.clone();
+                move || handle.snapshot()
+            }),
+            shard_of: Box::new(move |key: &str| {
+                handle.shard().route(key.as_bytes()).map(|s| s.to_string())
+            }),
+        };
+        let stack = BoxCloneSyncService::new(stack.map_err(|e| BoxError::from(e.to_string())));
+        Ok(Gateway {
+            stack,
+            hlc: Arc::new(Hlc::new(options.id)),
+            view: Arc::new(view),
+        })
+    }
+
+    /// The HTTP routes: `/kv/{key}` and `/healthz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/kv/{key}", get(read).put(write).delete(delete))
+            .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
+            .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .layer(DefaultBodyLimit::max(MAX_VALUE))
+            .with_state(self.clone())
+    }
+
+    /// Every layer's counters now.
+    pub fn snapshot(&self) -> StackSnapshot {
+        (self.view.snapshot)()
+    }
+
+    /// The id of the shard that owns `key`.
+    pub fn shard_of(&self, key: &str) -> Option<String> {
+        (self.view.shard_of)(key)
+    }
+
+    /// The state of the breaker in front of the replica at `address` of `shard`.
+    pub fn breaker(&self, shard: &str, address: &str) -> Option<BreakerState> {
+        self.snapshot()
+            .breakers
+            .into_iter()
+            .find(|(s, a, _)| s.as_str() == shard && a == address)
+            .map(|(_, _, b)| b.state)
+    }
+
+    fn call(&self, op: Op) -> impl Future<Output = Result<NodeReply, BoxError>> + Send + 'static {
+        self.stack.clone().oneshot(Envelope::new(op))
+    }
+
+    /// Reads `key`: its value, `None` if absent or deleted.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, BoxError> {
+        let reply = self.call(Op::Get(key.to_string())).await?;
+        if let Some(entry) = &reply.entry {
+            // Later writes of this gateway order after what it has seen.
+            self.hlc.observe(entry.version);
+        }
+        Ok(reply.entry.filter(|e| !e.tombstone).map(|e| e.value))
+    }
+
+    /// Writes `value` under `key` (`None` deletes it): the version written.
+    pub async fn put(&self, key: &str, value: Option<String>) -> Result<Version, BoxError> {
+        let version = self.hlc.now();
+        let entry = Entry {
+            tombstone: value.is_none(),
+            value: value.unwrap_or_default(),
+            version,
+        };
+        self.call(Op::Put(key.to_string(), entry)).await?;
+        Ok(version)
+    }
+}
+
+/// A key the gateway refuses, as the `400` that says why.
+fn refused(key: &str) -> Option<Response> {
+    if key.is_empty() {
+        return Some(empty_key_response());
+    }
+    (key.len() > MAX_KEY).then(|| {
+        let why = format!("keys are at most {MAX_KEY} bytes (got {})\n", key.len());
+        (StatusCode::BAD_REQUEST, why).into_response()
+    })
+}
+
+fn empty_key_response() -> Response {
+    (StatusCode::BAD_REQUEST, "the key is empty: use /kv/{key}\n").into_response()
+}
+
+async fn empty_key() -> Response {
+    empty_key_response()
+}
+
+/// A stack error as the `503` that says why (a shard without its quorum,
+/// every replica's breaker open, the retry budget spent...).
+fn unavailable(e: BoxError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("unavailable: {e}\n"),
+    )
+        .into_response()
+}
+
+async fn read(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
+    if let Some(bad) = refused(&key) {
+        return bad;
+    }
+    match gateway.get(&key).await {
+        Ok(Some(value)) => value.into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such key\n").into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn write(State(gateway): State<Gateway>, Path(key): Path<String>, body: Bytes) -> Response {
+    if let Some(bad) = refused(&key) {
+        return bad;
+    }
+    let Ok(value) = String::from_utf8(body.to_vec()) else {
+        return (StatusCode::BAD_REQUEST, "values are UTF-8 text\n").into_response();
+    };
+    match gateway.put(&key, Some(value)).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn delete(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
+    if let Some(bad) = refused(&key) {
+        return bad;
+    }
+    match gateway.put(&key, None).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => unavailable(e),
+    }
+}
