@@ -400,6 +400,9 @@ async fn dump(client: &HttpClient, node: &Proc) -> BTreeMap<String, String> {
     entries
         .into_iter()
         .filter_map(|e| {
+            if e["tombstone"].as_bool() == Some(true) {
+                return None;
+            }
             let key = e["key"].as_str()?.to_string();
             let value = e["value"].as_str()?.to_string();
             Some((key, value))

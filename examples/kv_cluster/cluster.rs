@@ -49,9 +49,9 @@ pub enum ClusterError {
          DNS names)"
     )]
     Discovery(usize),
-    /// The stack could not be built from the configuration.
+    /// The gateway could not be built from the configuration.
     #[error(transparent)]
-    Stack(#[from] tower_fleet::stack::StackError),
+    Gateway(#[from] crate::gateway::GatewayError),
     /// A server could not bind.
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),

@@ -242,6 +242,22 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The stack could not be built from its configuration.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// The shared Redis tier could not be set up.
+    #[error("--redis {url}: {why}")]
+    Redis {
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
 /// How a gateway is built beyond its stack configuration.
 #[derive(Clone, Debug, Default)]
 pub struct GatewayOptions {
@@ -255,7 +271,24 @@ pub struct GatewayOptions {
 impl Gateway {
     /// Builds the stack from `config` (shards by addresses, or by DNS names
     /// with the `dns` feature), on the current tokio runtime.
-    pub fn new(config: StackConfig, options: GatewayOptions) -> Result<Gateway, StackError> {
+    ///
+    /// With [`GatewayOptions::redis`], the stack's `[cache]` settings go to a
+    /// cache in front of the stack (instead of inside it) whose store is
+    /// the two-tier Redis store: the in-process tier first, Redis shared by
+    /// every gateway second. Its invalidations reach every gateway's first
+    /// tier over Redis pub/sub, so a write through one gateway is soon seen
+    /// by all (see `tower_fleet::cache::redis` for the guarantees).
+    pub fn new(mut config: StackConfig, options: GatewayOptions) -> Result<Gateway, GatewayError> {
+        let redis = match &options.redis {
+            Some(url) => {
+                let cache = config.cache.take().ok_or_else(|| GatewayError::Redis {
+                    url: url.clone(),
+                    why: "the shared tier is a cache: the stack needs a [cache] table".into(),
+                })?;
+                Some((url.clone(), cache))
+            }
+            None => None,
+        };
         let client: Client = client();
         let choose = |req: &Req| match req.payload {
             Op::Get(_) => QuorumKind::Read,
@@ -276,6 +309,10 @@ impl Gateway {
             }),
         };
         let stack = BoxCloneSyncService::new(stack.map_err(|e| BoxError::from(e.to_string())));
+        let stack = match redis {
+            Some((url, cache)) => shared_tier(stack, &url, cache)?,
+            None => stack,
+        };
         Ok(Gateway {
             stack,
             hlc: Arc::new(Hlc::new(options.id)),
@@ -338,6 +375,50 @@ impl Gateway {
         self.call(Op::Put(key.to_string(), entry)).await?;
         Ok(version)
     }
+}
+
+/// `stack` behind a cache whose store is the shared Redis tier.
+#[cfg(feature = "redis")]
+fn shared_tier(
+    stack: KvStack,
+    url: &str,
+    config: tower_fleet::cache::CacheConfig,
+) -> Result<KvStack, GatewayError> {
+    use tower_fleet::cache::redis::{JsonCodec, RedisStore, RedisTierConfig};
+    use tower_fleet::cache::Cache;
+    let failed = |why: String| GatewayError::Redis {
+        url: url.to_string(),
+        why,
+    };
+    let tier = RedisTierConfig {
+        namespace: "kv".into(),
+        ..RedisTierConfig::default()
+    };
+    let store = RedisStore::connect(url, tier, JsonCodec::<NodeReply>::new())
+        .map_err(|e| failed(e.to_string()))?;
+    let cache = Cache::builder()
+        .config(config)
+        .key(|req: &Req| Some(Key::from(req.payload.key())))
+        .policy(ReadsOnly)
+        .store(store)
+        .build(stack)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(BoxCloneSyncService::new(
+        cache.map_err(|e| BoxError::from(e.to_string())),
+    ))
+}
+
+/// Without the `redis` feature there is no shared tier to use.
+#[cfg(not(feature = "redis"))]
+fn shared_tier(
+    _stack: KvStack,
+    url: &str,
+    _config: tower_fleet::cache::CacheConfig,
+) -> Result<KvStack, GatewayError> {
+    Err(GatewayError::Redis {
+        url: url.to_string(),
+        why: "built without the `redis` feature (cargo build --features kv-fleet,redis)".into(),
+    })
 }
 
 /// A key the gateway refuses, as the `400` that says why.

@@ -6,17 +6,40 @@
 //! kv-fleet --role gateway --listen ADDR --config FILE [--redis URL] [--id N]
 //! ```
 //!
-//! Each process prints `kv-fleet <role> listening on ADDR` once it serves,
+//! A gateway also serves `GET /metrics` (Prometheus text). Each process
+//! prints `kv-fleet <role> listening on ADDR` once it serves,
 //! and stops on Ctrl-C or SIGTERM.
 
 mod args;
 mod catch_up;
 mod client;
+
+// The node, gateway and clock of the in-process kv example, shared so that
+// both run the same code.
+#[allow(dead_code)] // the tests' views of the stack go unused here
+#[path = "../kv_cluster/gateway.rs"]
+mod gateway;
+#[path = "../kv_cluster/hlc.rs"]
+mod hlc;
+#[allow(dead_code)] // the in-process fleet's controls go unused here
+#[path = "../kv_cluster/node.rs"]
+mod node;
+#[allow(dead_code)] // the route from a stack handle goes unused here
+#[path = "../kv_cluster/prometheus.rs"]
+mod prometheus;
+
 // The HTTP client every example shares, so its timeouts are set in one place.
 #[path = "../common/http.rs"]
 mod common_http;
-mod gateway;
-mod node;
+#[allow(dead_code)] // only what the node's in-process start uses
+#[path = "../common/server.rs"]
+mod common_server;
+
+/// The examples' shared plumbing, where the shared modules look for it.
+mod common {
+    pub(crate) use crate::common_http as http;
+    pub(crate) use crate::common_server as server;
+}
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -56,11 +79,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run_node(args: NodeArgs) -> Result<(), String> {
-    let node = node::Node::new(
-        args.capacity.unwrap_or(DEFAULT_CAPACITY),
-        args.service_time.unwrap_or(Duration::ZERO),
-        args.peers.is_empty(),
-    );
+    let config = node::NodeConfig {
+        concurrency: args.capacity.unwrap_or(DEFAULT_CAPACITY),
+        service_time: args.service_time.unwrap_or(Duration::ZERO),
+    };
+    let node = node::Node::new(&args.shard, config, args.peers.is_empty());
     let listener = bind(args.listen).await?;
     let shard = args.shard.clone();
     let served = serve(listener, node.router(), &format!("node {shard}"))?;
@@ -89,15 +112,20 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| format!("{path}: {e}"))?;
     let config: StackConfig = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     config.validate().map_err(|e| format!("{path}: {e}"))?;
-    if let Some(url) = &args.redis {
-        return Err(format!(
-            "--redis {url}: the gateway does not use the Redis tier yet; run without --redis"
-        ));
-    }
-    let id = args.id.unwrap_or_else(random_id);
-    let gateway = gateway::Gateway::new(config, id).map_err(|e| format!("{path}: {e}"))?;
+    let options = gateway::GatewayOptions {
+        id: u32::from(args.id.unwrap_or_else(random_id)),
+        redis: args.redis.clone(),
+    };
+    let gateway = gateway::Gateway::new(config, options).map_err(|e| match e {
+        gateway::GatewayError::Stack(e) => format!("{path}: {e}"),
+        redis => redis.to_string(),
+    })?;
     let listener = bind(args.listen).await?;
-    serve(listener, gateway.router(), "gateway")?
+    let router = gateway.router().merge(prometheus::metrics_route_with({
+        let gateway = gateway.clone();
+        move || gateway.snapshot()
+    }));
+    serve(listener, router, "gateway")?
         .await
         .map_err(|e| format!("gateway: {e}"))
 }

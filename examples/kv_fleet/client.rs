@@ -7,12 +7,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
 /// A pooled HTTP/1 client over plain TCP, sending whole bodies.
-pub type HttpClient = crate::common_http::HttpClient<Full<Bytes>>;
+pub type HttpClient = crate::common::http::HttpClient<Full<Bytes>>;
 
 /// The examples' shared client (`examples/common/http.rs`): it fails fast on
 /// a dead node with a short connect timeout, no Nagle delay, and keeps idle
 /// connections for steady traffic.
-pub use crate::common_http::client;
+pub use crate::common::http::client;
 
 /// `method url` with `body`, bounded by `limit`: the status and the whole
 /// body, or `None` on a connection error or timeout.
