@@ -1,0 +1,482 @@
+//! Two `kv-fleet` gateways sharing the Redis cache tier (`--redis URL`,
+//! features `kv-fleet` and `redis`), in front of one shard of three nodes,
+//! every one a process on a loopback port.
+//!
+//! The gateways' `[cache] ttl` is five minutes, so a gateway that did not
+//! hear of another's write would serve the old value for that long. With
+//! the shared tier, a write through one gateway reaches the other's cached
+//! copy over Redis pub/sub: the other gateway reads the new value within
+//! [`INVALIDATION`] (far below the ttl) and never the old one again, and
+//! each gateway reads its own writes at once.
+//!
+//! Redis is `TOWER_FLEET_REDIS_URL`, or a `redis-server` this test starts on
+//! a free loopback port (and kills); without either the test fails, saying
+//! so. Every wait polls a condition up to a deadline; every child process is
+//! killed when its handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Bounds every start-up and request: only catches hangs.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The gateways' cache ttl: what a missed invalidation would cost.
+const TTL: Duration = Duration::from_secs(300);
+
+/// How long another gateway's write may take to reach a gateway's cache:
+/// generous for a pub/sub round trip, and far below [`TTL`], so passing
+/// within it cannot be the cached copy expiring.
+const INVALIDATION: Duration = Duration::from_secs(30);
+
+/// A Redis server: the environment's, or a `redis-server` of our own
+/// (killed on drop).
+struct Redis {
+    url: String,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// `TOWER_FLEET_REDIS_URL`, or a `redis-server` on a free loopback port;
+    /// panics, saying why, when neither can be had (no silent pass).
+    fn start() -> Redis {
+        if let Ok(url) = std::env::var("TOWER_FLEET_REDIS_URL") {
+            return Redis { url, child: None };
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "this test needs Redis: cannot start redis-server ({e}); install it \
+                     (apt-get install redis-server) or set TOWER_FLEET_REDIS_URL"
+                )
+            });
+        let redis = Redis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on port {port} within {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        redis
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running `kv-fleet` process; killed (SIGKILL) and reaped on drop.
+struct Proc {
+    name: String,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proc {
+    /// Starts `kv-fleet` with `args` and waits for the line that says where
+    /// it listens (`kv-fleet ... listening on ADDR`).
+    fn start(name: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start kv-fleet: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Reads every line, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let mut proc = Proc {
+            name: name.to_string(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(addr) => proc.addr = addr.parse().expect("a socket address"),
+            Err(_) => {
+                let status = proc.child.try_wait();
+                panic!("{name} did not say where it listens within {DEADLINE:?} ({status:?})")
+            }
+        }
+        proc
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file that is removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One request, bounded so a hang fails the test: (status, body).
+async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (u16, String) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = tokio::time::timeout(DEADLINE, client.request(req))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url} hung"));
+    match res {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let body = tokio::time::timeout(DEADLINE, res.into_body().collect())
+                .await
+                .unwrap_or_else(|_| panic!("{method} {url}: body hung"))
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            (status, body)
+        }
+        Err(e) => (0, format!("connection error: {e}")),
+    }
+}
+
+/// Polls `cond` until it holds; fails the test after `deadline`.
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> F,
+) {
+    let end = Instant::now() + deadline;
+    while !cond().await {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The gateways' stack: quorum W=2 and R=2 of 3, and a long-lived cache
+/// (the shard's replicas are appended per run).
+fn gateway_config(nodes: &[Proc]) -> String {
+    let replicas: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
+    format!(
+        r#"
+[cache]
+ttl = "{ttl}s"
+
+[retry]
+max_attempts = 3
+timeout = "5s"
+
+[shard]
+hops = 0
+
+[balance]
+ready_timeout = "250ms"
+
+[balance.quorum]
+n = "all"
+read = 2
+write = 2
+
+[breaker]
+consecutive_failures = 5
+open_duration = "1s"
+
+[timeout]
+request = "2s"
+
+[[shards]]
+id = "s0"
+replicas = [{replicas}]
+"#,
+        ttl = TTL.as_secs(),
+        replicas = replicas.join(", ")
+    )
+}
+
+/// Three nodes of shard s0 and two gateways sharing `redis`.
+struct Fleet {
+    _nodes: Vec<Proc>,
+    gateways: Vec<Proc>,
+    _config: TempFile,
+}
+
+impl Fleet {
+    async fn start(client: &HttpClient, redis: &Redis) -> Fleet {
+        let nodes: Vec<Proc> = (0..3)
+            .map(|r| {
+                Proc::start(
+                    &format!("s0r{r}"),
+                    &[
+                        "--role",
+                        "node",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--shard",
+                        "s0",
+                        "--service-time",
+                        "1ms",
+                    ],
+                )
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "kv-fleet-redis-gateway-{}-{}.toml",
+            std::process::id(),
+            nodes[0].addr.port()
+        ));
+        std::fs::write(&path, gateway_config(&nodes)).unwrap();
+        let config = TempFile(path);
+        let path = config.0.to_str().unwrap().to_string();
+        let gateways = (1..=2)
+            .map(|id| {
+                let id = id.to_string();
+                Proc::start(
+                    &format!("gateway {id}"),
+                    &[
+                        "--role",
+                        "gateway",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--config",
+                        &path,
+                        "--redis",
+                        &redis.url,
+                        "--id",
+                        &id,
+                    ],
+                )
+            })
+            .collect();
+        let fleet = Fleet {
+            _nodes: nodes,
+            gateways,
+            _config: config,
+        };
+        for p in fleet._nodes.iter().chain(&fleet.gateways) {
+            wait_until(&format!("{} to be ready", p.name), DEADLINE, || async {
+                send(client, "GET", &p.url("/healthz"), "").await.0 == 200
+            })
+            .await;
+        }
+        fleet
+    }
+
+    /// Reads `key` through gateway `g`: (status, body), a 404's body left out.
+    async fn get(&self, client: &HttpClient, g: usize, key: &str) -> (u16, String) {
+        let url = self.gateways[g].url(&format!("/kv/{key}"));
+        match send(client, "GET", &url, "").await {
+            (404, _) => (404, String::new()),
+            answer => answer,
+        }
+    }
+
+    /// Writes `key = value` (`None` deletes) through gateway `g`, which must
+    /// acknowledge it and then read it back at once (read-your-writes).
+    async fn write(&self, client: &HttpClient, g: usize, key: &str, value: Option<&str>) {
+        let url = self.gateways[g].url(&format!("/kv/{key}"));
+        let (method, body) = match value {
+            Some(v) => ("PUT", v),
+            None => ("DELETE", ""),
+        };
+        let (status, reply) = send(client, method, &url, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {key} through gateway {g}: {status} {reply}"
+        );
+        assert_eq!(
+            self.get(client, g, key).await,
+            expected(value),
+            "gateway {g} must read its own write of {key}"
+        );
+    }
+
+    /// Waits (up to [`INVALIDATION`]) until gateway `g` reads `value` for
+    /// `key`, allowing only `old` meanwhile; then it must never read
+    /// anything else again.
+    async fn converges(
+        &self,
+        client: &HttpClient,
+        g: usize,
+        key: &str,
+        old: Option<&str>,
+        value: Option<&str>,
+    ) {
+        let (old, new) = (expected(old), expected(value));
+        let what = format!("gateway {g} to read {key} = {new:?} (another gateway's write)");
+        wait_until(&what, INVALIDATION, || async {
+            let got = self.get(client, g, key).await;
+            assert!(
+                got == old || got == new,
+                "gateway {g} read {key} = {got:?}: neither {old:?} nor {new:?}"
+            );
+            got == new
+        })
+        .await;
+        for _ in 0..20 {
+            assert_eq!(
+                self.get(client, g, key).await,
+                new,
+                "gateway {g} went back to an old {key} after the invalidation"
+            );
+        }
+    }
+
+    /// The sum of one counter over its label sets on gateway `g`'s `/metrics`.
+    async fn counter(&self, client: &HttpClient, g: usize, name: &str) -> u64 {
+        let (status, text) = send(client, "GET", &self.gateways[g].url("/metrics"), "").await;
+        assert_eq!(status, 200, "gateway {g}'s /metrics: {text}");
+        text.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .map(|l| {
+                let v = l.rsplit(' ').next().unwrap();
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("a number in {l:?}")) as u64
+            })
+            .sum()
+    }
+}
+
+/// What a `GET` answers for `value` (`None`: absent or deleted).
+fn expected(value: Option<&str>) -> (u16, String) {
+    match value {
+        Some(v) => (200, v.to_string()),
+        None => (404, String::new()),
+    }
+}
+
+/// Counts the calls that reached the shard's replicas (the cache's misses
+/// of both tiers): `tower_fleet_quorum_calls_total`.
+const ORIGIN_CALLS: &str = "tower_fleet_quorum_calls_total";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_gateway_reaches_the_others_cached_copy_through_redis() {
+    let redis = Redis::start();
+    let client = client();
+    let fleet = Fleet::start(&client, &redis).await;
+    // Keys of this run only: the gateways' namespace ("kv") is fixed, and
+    // TOWER_FLEET_REDIS_URL may name a server other runs share.
+    let run = format!("{}-{}", std::process::id(), fleet.gateways[0].addr.port());
+
+    for i in 0..5 {
+        let key = format!("k{i}-{run}");
+        // Gateway 0 writes v1; gateway 1 reads it, and caches it: more reads
+        // of it do not reach the replicas.
+        fleet.write(&client, 0, &key, Some("v1")).await;
+        assert_eq!(fleet.get(&client, 1, &key).await, expected(Some("v1")));
+        let calls = fleet.counter(&client, 1, ORIGIN_CALLS).await;
+        for _ in 0..5 {
+            assert_eq!(fleet.get(&client, 1, &key).await, expected(Some("v1")));
+        }
+        assert_eq!(
+            fleet.counter(&client, 1, ORIGIN_CALLS).await,
+            calls,
+            "gateway 1 serves {key} from its cache"
+        );
+
+        // Gateway 0 overwrites it: gateway 1 drops its cached v1 when the
+        // invalidation arrives, long before its ttl would.
+        fleet.write(&client, 0, &key, Some("v2")).await;
+        fleet
+            .converges(&client, 1, &key, Some("v1"), Some("v2"))
+            .await;
+
+        // And the other way round: gateway 1 writes, gateway 0 (which has
+        // v2 cached from reading its own write) sees it.
+        fleet.write(&client, 1, &key, Some("v3")).await;
+        fleet
+            .converges(&client, 0, &key, Some("v2"), Some("v3"))
+            .await;
+
+        // A delete is a write too.
+        fleet.write(&client, 0, &key, None).await;
+        fleet.converges(&client, 1, &key, Some("v3"), None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_the_redis_tier_serves_prometheus_metrics() {
+    let redis = Redis::start();
+    let client = client();
+    let fleet = Fleet::start(&client, &redis).await;
+    let key = format!("m-{}", fleet.gateways[0].addr.port());
+    fleet.write(&client, 0, &key, Some("v")).await;
+
+    let (status, text) = send(&client, "GET", &fleet.gateways[0].url("/metrics"), "").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&format!("# TYPE {ORIGIN_CALLS} counter")),
+        "{text}"
+    );
+    assert!(
+        fleet.counter(&client, 0, ORIGIN_CALLS).await >= 2,
+        "a write and a read reached the replicas: {text}"
+    );
+    assert!(text.contains("tower_fleet_breaker_calls_total{"), "{text}");
+}
+
+#[test]
+fn a_gateway_refuses_redis_without_a_cache_table() {
+    let path = std::env::temp_dir().join(format!("kv-fleet-no-cache-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[shards]]\nid = \"s0\"\nreplicas = [\"127.0.0.1:1\"]\n",
+    )
+    .unwrap();
+    let _cleanup = TempFile(path.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
+        .args(["--role", "gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .args(["--redis", "redis://127.0.0.1:1/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--redis redis://127.0.0.1:1/"), "{stderr}");
+    assert!(stderr.contains("[cache]"), "{stderr}");
+}
