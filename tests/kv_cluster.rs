@@ -48,8 +48,8 @@ fn config(cache: bool) -> StackConfig {
     config_with(cache, 3, 3)
 }
 
-/// [`config`] with `attempts` per request and breakers that open after
-/// `failures` consecutive failures.
+/// [`config`] with `attempts` per request, and breakers that open (and
+/// balancers that eject a replica) after `failures` consecutive failures.
 fn config_with(cache: bool, attempts: u32, failures: u32) -> StackConfig {
     let mut toml = format!(
         "[retry]\nmax_attempts = {attempts}\n\
@@ -58,6 +58,7 @@ fn config_with(cache: bool, attempts: u32, failures: u32) -> StackConfig {
          [shard]\nhops = 0\n\
          [balance]\nready_timeout = \"250ms\"\n\
          [balance.quorum]\nread = 2\nwrite = 2\n\
+         [balance.outlier]\nconsecutive_failures = {failures}\n\
          [breaker]\nconsecutive_failures = {failures}\nopen_duration = \"30s\"\n\
          [timeout]\nrequest = \"2s\"\n",
     );
@@ -195,7 +196,8 @@ async fn a_shard_that_loses_its_quorum_answers_503_and_the_others_keep_serving()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_replica_s_errors_are_absorbed_by_retries_within_the_budget() {
-    // Up to 5 attempts; breakers that tolerate a flaky replica's bursts.
+    // Up to 5 attempts; breakers and outlier ejection that tolerate a flaky
+    // replica's bursts, so that every call fans out to all three.
     let cluster = start_with(config_with(false, 5, 50)).await;
     let client = common::http::client();
     // One flaky replica of three is absorbed by the quorum (2 of 3) alone.

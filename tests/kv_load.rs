@@ -1,15 +1,27 @@
-//! The kv example under load: the load generator's maths and the summary.
+//! The kv example under load: the load generator's maths and the summary,
+//! and the real fleet and gateway (`examples/kv_cluster/cluster.rs`) under
+//! load with faults injected.
 #![cfg(all(feature = "http", feature = "metrics"))]
 #![allow(dead_code)]
 
+#[path = "../examples/kv_cluster/cluster.rs"]
+mod cluster;
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[path = "../examples/kv_cluster/faults.rs"]
 mod faults;
 #[path = "../examples/kv_cluster/flags.rs"]
 mod flags;
+#[path = "../examples/kv_cluster/fleet.rs"]
+mod fleet;
+#[path = "../examples/kv_cluster/gateway.rs"]
+mod gateway;
+#[path = "../examples/kv_cluster/hlc.rs"]
+mod hlc;
 #[path = "../examples/kv_cluster/load.rs"]
 mod load;
+#[path = "../examples/kv_cluster/node.rs"]
+mod node;
 #[path = "../examples/kv_cluster/prometheus.rs"]
 mod prometheus;
 #[path = "../examples/kv_cluster/report.rs"]
@@ -341,34 +353,61 @@ async fn the_metrics_route_serves_a_stack_s_counters_as_prometheus_text() {
     assert_eq!(calls, 2.0, "{samples:?}");
 }
 
-mod kv_load_fleet;
+/// Starts the kv example's fleet and gateway (with `/metrics`) from
+/// `config`, with nodes of `node`'s capacity.
+async fn start(
+    config: tower_fleet::stack::StackConfig,
+    node: node::NodeConfig,
+) -> cluster::Cluster {
+    cluster::Cluster::start(config, node, gateway::GatewayOptions::default(), |g| {
+        let g = g.clone();
+        prometheus::metrics_route_with(move || g.snapshot())
+    })
+    .await
+    .unwrap()
+}
 
-/// Runs `config` against `fleet` with `faults` injected; returns the report
-/// and what the layers did meanwhile.
+/// The example's stack (examples/kv_cluster.toml), with `shards` shards.
+fn example_config(shards: usize, cache: bool) -> tower_fleet::stack::StackConfig {
+    let mut config = scale::fleet_config(&cluster::default_config(), shards);
+    if cache {
+        config.cache = cluster::default_config().cache;
+    }
+    config
+}
+
+/// Runs `config` against `cluster` with `faults` injected; returns the
+/// report and what the layers did meanwhile.
 async fn run_with_faults(
-    fleet: &kv_load_fleet::Fleet,
+    cluster: &cluster::Cluster,
     config: &load::LoadConfig,
     faults: &[(String, flags::Fault)],
 ) -> (report::LoadReport, summary::LayerCounters) {
     let events = faults::plan(faults, config.duration, |name| {
-        fleet.nodes.get(name).cloned()
+        cluster.fleet.node(name).cloned()
     })
     .unwrap();
-    let before = summary::LayerCounters::from_snapshot(&(fleet.snapshot)());
-    let report = load::run(fleet.gateway, config, fleet.shard_of.clone(), events)
+    let before = summary::LayerCounters::from_snapshot(&cluster.gateway.snapshot());
+    let report = load::run(cluster.addr(), config, cluster.shard_of(), events)
         .await
         .unwrap();
-    let layers = summary::LayerCounters::from_snapshot(&(fleet.snapshot)()).since(&before);
+    let layers = summary::LayerCounters::from_snapshot(&cluster.gateway.snapshot()).since(&before);
     (report, layers)
+}
+
+fn quick_nodes(service_time: std::time::Duration) -> node::NodeConfig {
+    node::NodeConfig {
+        concurrency: 8,
+        service_time,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
-    let fleet = kv_load_fleet::start(kv_load_fleet::Shape::new(
-        3,
-        3,
-        std::time::Duration::from_millis(2),
-    ))
+    let cluster = start(
+        example_config(3, true),
+        quick_nodes(std::time::Duration::from_millis(1)),
+    )
     .await;
     let config = load::LoadConfig {
         keys: 300,
@@ -381,40 +420,35 @@ async fn a_shard_that_loses_one_replica_under_load_fails_no_read_or_write() {
         "s1r0".to_string(),
         flags::Fault::Kill(Some(std::time::Duration::from_secs(1))),
     )];
-    let (report, layers) = run_with_faults(&fleet, &config, &kill).await;
+    let (report, layers) = run_with_faults(&cluster, &config, &kill).await;
     let table = summary::Summary {
         report: &report,
         layers: &layers,
-        names: &fleet.names,
+        names: &cluster.names,
     };
     println!("{table}");
     let s1 = report.shard("s1");
-    assert!(s1.reads.ok > 0 && s1.writes.ok > 0, "{:?}", report.causes);
-    assert_eq!(
-        s1.reads.failed, 0,
-        "failed reads of s1: {:?}",
-        report.causes
-    );
-    assert_eq!(
-        s1.writes.failed, 0,
-        "failed writes of s1: {:?}",
-        report.causes
-    );
-    assert_eq!(report.failed(), 0, "{:?}", report.causes);
-    // The layers at work: requests that reached the dead replica failed
-    // there and were sent again elsewhere.
-    let dead = fleet.nodes["s1r0"].addr.to_string();
-    assert!(
-        layers.replicas[&("s1".to_string(), dead)].failures >= 1,
-        "{table}"
-    );
-    assert!(layers.retries >= 1, "{table}");
+    assert!(s1.reads.ok > 0 && s1.writes.ok > 0, "{table}");
+    assert_eq!(s1.reads.failed, 0, "failed reads of s1:\n{table}");
+    assert_eq!(s1.writes.failed, 0, "failed writes of s1:\n{table}");
+    assert_eq!(report.failed(), 0, "{table}");
+    // The layers at work: the quorum fan-outs met their quorum without the
+    // dead replica, whose calls failed until its breaker opened.
+    let dead = cluster.fleet.node("s1r0").unwrap().addr().to_string();
+    let dead = &layers.replicas[&("s1".to_string(), dead)];
+    assert!(dead.failures >= 1, "{table}");
+    assert!(dead.breaker_opens >= 1, "{table}");
+    assert_eq!(layers.quorum_failures, 0, "{table}");
+    cluster.stop().await;
 }
 
 #[tokio::test]
 async fn the_gateway_serves_every_layer_s_counters_as_prometheus_text() {
-    let fleet =
-        kv_load_fleet::start(kv_load_fleet::Shape::new(2, 2, std::time::Duration::ZERO)).await;
+    let cluster = start(
+        example_config(2, true),
+        quick_nodes(std::time::Duration::ZERO),
+    )
+    .await;
     let config = load::LoadConfig {
         keys: 20,
         pace: load::Pace::Concurrency(2),
@@ -422,12 +456,12 @@ async fn the_gateway_serves_every_layer_s_counters_as_prometheus_text() {
         progress: false,
         ..load::LoadConfig::default()
     };
-    load::run(fleet.gateway, &config, fleet.shard_of.clone(), Vec::new())
+    load::run(cluster.addr(), &config, cluster.shard_of(), Vec::new())
         .await
         .unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let uri = format!("http://{}/metrics", fleet.gateway).parse().unwrap();
+    let uri = cluster.url("/metrics").parse().unwrap();
     let response = client.get(uri).await.unwrap();
     assert_eq!(response.status(), 200);
     let body = http_body_util::BodyExt::collect(response.into_body())
@@ -452,27 +486,60 @@ async fn the_gateway_serves_every_layer_s_counters_as_prometheus_text() {
     ] {
         assert!(has(name, labels), "no {name} with {labels:?} in:\n{text}");
     }
-    let requests: f64 = samples
+    let quorum_calls: f64 = samples
         .iter()
-        .filter(|s| s.name == "tower_fleet_shard_requests_total")
+        .filter(|s| s.name == "tower_fleet_quorum_calls_total")
         .map(|s| s.value)
         .sum();
-    assert!(requests > 0.0, "{text}");
+    assert!(quorum_calls > 0.0, "{text}");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flaky_replica_s_errors_are_absorbed_by_retries() {
-    let fleet = kv_load_fleet::start(kv_load_fleet::Shape {
-        cache: false,
-        ..kv_load_fleet::Shape::new(2, 3, std::time::Duration::from_millis(1))
-    })
+async fn a_flaky_replica_s_errors_are_absorbed() {
+    let cluster = start(
+        example_config(2, false),
+        quick_nodes(std::time::Duration::from_millis(1)),
+    )
     .await;
     let config = quiet(load::Pace::Concurrency(8), 1500);
     let flaky = [("s0r2".to_string(), flags::Fault::Flaky(0.3))];
-    let (report, layers) = run_with_faults(&fleet, &config, &flaky).await;
-    let flaky = fleet.nodes["s0r2"].addr.to_string();
+    let (report, layers) = run_with_faults(&cluster, &config, &flaky).await;
+    let flaky = cluster.fleet.node("s0r2").unwrap().addr().to_string();
     let flaky = &layers.replicas[&("s0".to_string(), flaky)];
     assert!(flaky.failures >= 1, "{layers:?}");
-    assert!(layers.retries >= 1, "{layers:?}");
     assert_eq!(report.failed(), 0, "{:?} {layers:?}", report.causes);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_replica_is_left_behind_by_the_quorum_and_costs_no_request() {
+    // One shard, no cache: every request reaches its three replicas, which
+    // serve 4 at once in 5 ms (800/s); the slow one takes 50 ms (80/s).
+    let cluster = start(
+        example_config(1, false),
+        node::NodeConfig {
+            concurrency: 4,
+            service_time: std::time::Duration::from_millis(5),
+        },
+    )
+    .await;
+    let config = load::LoadConfig {
+        zipf: 0.0,
+        ..quiet(load::Pace::Concurrency(16), 2000)
+    };
+    let slow = [("s0r1".to_string(), flags::Fault::Slow)];
+    let (report, layers) = run_with_faults(&cluster, &config, &slow).await;
+    let table = summary::Summary {
+        report: &report,
+        layers: &layers,
+        names: &cluster.names,
+    };
+    assert_eq!(report.failed(), 0, "{table}");
+    // Quorums of two were met by the fast pair; the slow replica, served
+    // ten times slower, answered far fewer of the calls sent to it.
+    let served = |name: &str| cluster.fleet.node(name).unwrap().served();
+    let (slow, fast) = (served("s0r1"), served("s0r0").min(served("s0r2")));
+    assert!(slow * 3 < fast, "slow {slow}, fast {fast}\n{table}");
+    cluster.stop().await;
 }

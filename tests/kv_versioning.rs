@@ -135,8 +135,10 @@ async fn a_delete_a_replica_missed_still_reads_as_not_found_and_is_repaired() {
     for _ in 0..30 {
         assert_eq!(gateway.get(key).await.unwrap(), None);
     }
-    // And the reads wrote the tombstone back to the replica that missed it.
+    // And a read that the stale replica answered in time wrote the
+    // tombstone back to it.
     wait_until("read repair delivers the tombstone", GENEROUS, || async {
+        assert_eq!(gateway.get(key).await.unwrap(), None);
         nodes[0].entry(key).is_some_and(|e| e.tombstone)
     })
     .await
@@ -157,7 +159,11 @@ async fn read_repair_brings_a_stale_replica_up_to_date() {
         cluster.gateway.get(key).await.unwrap().as_deref(),
         Some("new")
     );
+    // The first read that the stale replica answers in time (among the
+    // first two) repairs it.
     wait_until("the stale replica is repaired", GENEROUS, || async {
+        let read = cluster.gateway.get(key).await.unwrap();
+        assert_eq!(read.as_deref(), Some("new"));
         let got = nodes[0].entry(key).unwrap();
         got.value == "new" && got.version.millis == 2_000
     })
@@ -173,6 +179,8 @@ async fn read_repair_brings_a_stale_replica_up_to_date() {
         Some("x")
     );
     wait_until("the empty replica is repaired", GENEROUS, || async {
+        let read = cluster.gateway.get(key).await.unwrap();
+        assert_eq!(read.as_deref(), Some("x"));
         nodes[0].entry(key).is_some_and(|e| e.value == "x")
     })
     .await

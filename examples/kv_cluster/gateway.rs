@@ -13,10 +13,14 @@
 //!   the newest version among the answers wins (a tombstone reads as
 //!   `404`). With R + W > N a read overlaps every acknowledged write, so a
 //!   read sees the gateway's own writes and everyone's acknowledged ones.
-//! - **Read repair.** Replicas that answered an older version, failed, or
-//!   had not answered when the quorum was met are sent the newest entry in
-//!   the background; a replica keeps whichever version is newer, so a
-//!   repair never goes back in time.
+//! - **Read repair.** Replicas whose answer to a read was older than the
+//!   newest (or empty) are sent the newest entry in the background; a
+//!   replica keeps whichever version is newer, so a repair never goes back
+//!   in time. Replicas that had not answered when the quorum was met are
+//!   left alone (their copy of the read is still running, and a later read
+//!   they answer in time repairs them), and so are those that failed (a
+//!   dead replica would only refuse the repair): repairs cost nothing while
+//!   the replicas agree.
 //! - **Tombstones.** Nodes keep them for their lifetime, so a replica that
 //!   missed a `DELETE` can never bring the value back: its older version
 //!   loses to the tombstone in every quorum read, and read repair writes the
@@ -95,6 +99,9 @@ pub struct NodeReply {
     pub key: String,
     /// What the node holds for it.
     pub entry: Option<Entry>,
+    /// `true` for the answer to a read (only reads are repaired).
+    #[serde(default)]
+    pub read: bool,
 }
 
 type Req = Envelope<Op>;
@@ -159,15 +166,15 @@ async fn send(
 async fn leg(client: &Client, address: &str, op: Op) -> Result<NodeReply, LegError> {
     let failed = |why: String| LegError(format!("{address}: {why}"));
     let url = format!("http://{address}/kv/{}", op.key());
-    let (key, answer) = match op {
+    let (key, read, answer) = match op {
         Op::Get(key) => {
             let answer = send(client, http::Method::GET, &url, Bytes::new()).await;
-            (key, answer)
+            (key, true, answer)
         }
         Op::Put(key, entry) => {
             let body = serde_json::to_vec(&entry).map_err(|e| failed(e.to_string()))?;
             let answer = send(client, http::Method::PUT, &url, body.into()).await;
-            (key, answer)
+            (key, false, answer)
         }
     };
     match answer.map_err(failed)? {
@@ -176,9 +183,14 @@ async fn leg(client: &Client, address: &str, op: Op) -> Result<NodeReply, LegErr
             Ok(NodeReply {
                 key,
                 entry: Some(entry),
+                read,
             })
         }
-        (StatusCode::NOT_FOUND, _) => Ok(NodeReply { key, entry: None }),
+        (StatusCode::NOT_FOUND, _) => Ok(NodeReply {
+            key,
+            entry: None,
+            read,
+        }),
         (status, _) => Err(failed(status.to_string())),
     }
 }
@@ -200,13 +212,20 @@ fn version(reply: &NodeReply) -> Option<Version> {
     reply.entry.as_ref().map(|e| e.version)
 }
 
-/// After a read: writes the newest entry back to the replicas that lag.
+/// After a read: writes the newest entry back to the replicas that
+/// answered an older one.
 fn repair(
     client: Client,
 ) -> impl FnOnce(QuorumResponse<NodeReply, NodeReply>) -> NodeReply + Clone {
     move |answer: QuorumResponse<NodeReply, NodeReply>| {
+        let newest = version(&answer.merged);
+        let behind = answer
+            .replies
+            .iter()
+            .filter(|r| r.response.read && version(&r.response) < newest)
+            .map(|r| r.replica.clone());
         if let Some(entry) = &answer.merged.entry {
-            for replica in answer.lagging(version) {
+            for replica in behind {
                 let (client, key) = (client.clone(), answer.merged.key.clone());
                 let Ok(body) = serde_json::to_vec(entry) else {
                     continue;
@@ -222,10 +241,13 @@ fn repair(
     }
 }
 
+/// Which shard owns a key, by the stack's shard layer.
+type ShardOfKey = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What the gateway shows of its stack, with the stack's types erased.
 struct View {
     snapshot: Box<dyn Fn() -> StackSnapshot + Send + Sync>,
-    shard_of: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    shard_of: ShardOfKey,
 }
 
 /// A running gateway's state; clones share it.
@@ -390,10 +412,8 @@ fn shared_tier(
         url: url.to_string(),
         why,
     };
-    let tier = RedisTierConfig {
-        namespace: "kv".into(),
-        ..RedisTierConfig::default()
-    };
+    let mut tier = RedisTierConfig::default();
+    tier.namespace = "kv".into();
     let store = RedisStore::connect(url, tier, JsonCodec::<NodeReply>::new())
         .map_err(|e| failed(e.to_string()))?;
     let cache = Cache::builder()

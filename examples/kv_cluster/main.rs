@@ -250,6 +250,22 @@ fn fleet_served(cluster: &Cluster) -> u64 {
     cluster.fleet.nodes().map(|n| n.served()).sum()
 }
 
+/// Requests served by the fleet once it is idle: a write's or read's third
+/// leg finishes after the quorum of two answered, and a read repair after
+/// the read; waits (a bounded while) until no node is serving.
+async fn settled(cluster: &Cluster) -> u64 {
+    let mut last = fleet_served(cluster);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = fleet_served(cluster);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 /// A few requests through the gateway, saying what each layer did.
 async fn tour(cluster: &Cluster) -> Result<(), String> {
     let client = common::http::client::<Full<Bytes>>();
@@ -266,29 +282,29 @@ async fn tour(cluster: &Cluster) -> Result<(), String> {
         };
         println!("  {what:<22} -> {status}{body:<8} {note}");
     };
-    let before = fleet_served(cluster);
+    let before = settled(cluster).await;
     let (status, body) = request(&client, http::Method::PUT, &url, "ada").await?;
     step(
         "PUT /kv/user:42 ada",
         status,
         &body,
         format!(
-            "written to the 3 replicas of {shard}, acknowledged by 2 ({} node requests so far)",
-            fleet_served(cluster) - before
+            "sent to every replica of {shard}, answered once 2 acknowledged ({} node requests)",
+            settled(cluster).await - before
         ),
     );
-    let before = fleet_served(cluster);
+    let before = settled(cluster).await;
     let (status, body) = request(&client, http::Method::GET, &url, "").await?;
     step(
         "GET /kv/user:42",
         status,
         &body,
         format!(
-            "quorum read: {} replicas asked, newest version wins",
-            fleet_served(cluster) - before
+            "answered once 2 replicas had, newest version wins ({} node requests)",
+            settled(cluster).await - before
         ),
     );
-    let before = fleet_served(cluster);
+    let before = settled(cluster).await;
     let (status, body) = request(&client, http::Method::GET, &url, "").await?;
     step(
         "GET /kv/user:42",
@@ -296,7 +312,7 @@ async fn tour(cluster: &Cluster) -> Result<(), String> {
         &body,
         format!(
             "from the gateway's cache: {} node requests",
-            fleet_served(cluster) - before
+            settled(cluster).await - before
         ),
     );
     let (status, body) = request(&client, http::Method::DELETE, &url, "").await?;
@@ -372,10 +388,7 @@ async fn run_load(cluster: &Cluster, flags: &LoadFlags) -> Result<(), String> {
 
 /// `--scale`: the same closed-loop load against 1, 2, 4 and 8 shards.
 async fn run_scale(base: StackConfig) -> Result<(), String> {
-    let node = NodeConfig {
-        concurrency: scale::NODE_CONCURRENCY,
-        service_time: scale::NODE_SERVICE_TIME,
-    };
+    let node = scale::node_config();
     println!(
         "scale: {} replicas per shard, each node serving {} requests at once in {:?}, no cache, uniform keys",
         scale::REPLICAS,
@@ -383,46 +396,15 @@ async fn run_scale(base: StackConfig) -> Result<(), String> {
         node.service_time
     );
     let rows = scale::run(|shards| {
-        let config = scale_config(&base, shards);
+        let base = base.clone();
         async move {
-            let cluster = start(config, node)
+            scale::start_row(&base, shards)
                 .await
-                .expect("the scale fleet starts on loopback");
-            let target = scale::Target {
-                gateway: cluster.addr(),
-                shard_of: cluster.shard_of(),
-            };
-            (target, StopOnDrop(cluster))
+                .expect("a scale row's fleet starts on loopback")
         }
     })
     .await
     .map_err(|e| e.to_string())?;
     println!("{}", scale::ScaleTable(&rows));
     Ok(())
-}
-
-/// `base` with `shards` shards of [`scale::REPLICAS`] and no cache.
-fn scale_config(base: &StackConfig, shards: usize) -> StackConfig {
-    let mut config = base.clone();
-    config.cache = None;
-    let template = base.shards[0].clone();
-    config.shards = (0..shards)
-        .map(|s| {
-            let mut entry = template.clone();
-            entry.id = fleet::shard_id(s).into();
-            entry.replicas = vec!["127.0.0.1:1".to_string(); scale::REPLICAS];
-            entry
-        })
-        .collect();
-    config
-}
-
-/// Kills a scale row's cluster once the row is measured.
-struct StopOnDrop(Cluster);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let cluster = self.0.clone();
-        tokio::spawn(async move { cluster.kill().await });
-    }
 }

@@ -15,7 +15,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tower_fleet::stack::StackConfig;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::fleet::shard_id;
+use crate::gateway::GatewayOptions;
 use crate::load::{self, LoadConfig, LoadError, Pace, ShardOf};
+use crate::node::NodeConfig;
 use crate::report::{millis, LoadReport};
 
 /// The shard counts of the run.
@@ -84,6 +90,66 @@ where
         rows.push(ScaleRow { shards, report });
     }
     Ok(rows)
+}
+
+/// `base` with `shards` shards of [`REPLICAS`] (placeholder addresses, one
+/// per node to start), their settings taken from `base`'s first shard, and
+/// no cache.
+pub fn fleet_config(base: &StackConfig, shards: usize) -> StackConfig {
+    let mut config = base.clone();
+    config.cache = None;
+    let template = match base.shards.first() {
+        Some(first) => first.clone(),
+        None => toml::from_str("id = \"s0\"\nreplicas = []").expect("a shard entry parses"),
+    };
+    config.shards = (0..shards)
+        .map(|s| {
+            let mut entry = template.clone();
+            entry.id = shard_id(s).into();
+            entry.discovery = None;
+            entry.replicas = (1..=REPLICAS).map(|r| format!("127.0.0.1:{r}")).collect();
+            entry
+        })
+        .collect();
+    config
+}
+
+/// The nodes of a row: [`NODE_CONCURRENCY`] at once, [`NODE_SERVICE_TIME`] each.
+pub fn node_config() -> NodeConfig {
+    NodeConfig {
+        concurrency: NODE_CONCURRENCY,
+        service_time: NODE_SERVICE_TIME,
+    }
+}
+
+/// Starts the fleet and gateway of one row: [`fleet_config`]`(base,
+/// shards)` with [`node_config`] nodes. Dropping the guard kills them.
+pub async fn start_row(
+    base: &StackConfig,
+    shards: usize,
+) -> Result<(Target, RowGuard), ClusterError> {
+    let cluster = Cluster::start(
+        fleet_config(base, shards),
+        node_config(),
+        GatewayOptions::default(),
+        |_| axum::Router::new(),
+    )
+    .await?;
+    let target = Target {
+        gateway: cluster.addr(),
+        shard_of: cluster.shard_of(),
+    };
+    Ok((target, RowGuard(cluster)))
+}
+
+/// Kills a row's fleet and gateway when dropped (inside a tokio runtime).
+pub struct RowGuard(pub Cluster);
+
+impl Drop for RowGuard {
+    fn drop(&mut self) {
+        let cluster = self.0.clone();
+        tokio::spawn(async move { cluster.kill().await });
+    }
 }
 
 /// One row of the scale table.
