@@ -333,14 +333,14 @@ fn the_gateway_runs_with_its_config_and_redis_is_there_for_the_cache_tier() {
     assert_eq!(str_at(pod, "volumes.0.configMap.name"), "kv-gateway");
     assert_eq!(args["--config"], format!("{mount}/gateway.toml"));
 
-    // The gateway does not use the Redis tier yet, and refuses --redis.
-    assert!(
-        !args.contains_key("--redis"),
-        "kv-fleet refuses --redis today"
-    );
+    // The gateways share the Redis tier: --redis names the redis Service.
     let redis = get(&all, "Service", "redis");
     let redis_port = u64_at(redis, "spec.ports.0.port");
     assert_eq!(redis_port, 6379);
+    assert_eq!(
+        args["--redis"],
+        format!("redis://redis.kv.svc.cluster.local:{redis_port}")
+    );
     let redis_pod = at(get(&all, "Deployment", "redis"), "spec.template");
     selects(at(redis, "spec.selector"), at(redis_pod, "metadata.labels"));
     assert_eq!(
