@@ -7,134 +7,13 @@
 //! Every wait polls a condition up to a generous deadline that only catches
 //! hangs; every child process is killed when its handle drops.
 
+mod kv_procs;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A running `kv-fleet` process; killed (SIGKILL) and reaped on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    /// Starts `kv-fleet` with `args` and waits for the line that says where
-    /// it listens (`kv-fleet ... listening on ADDR`).
-    fn start(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: cannot start kv-fleet: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Reads every line, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let mut proc = Proc {
-            name: name.to_string(),
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        match rx.recv_timeout(DEADLINE) {
-            Ok(addr) => proc.addr = addr.parse().expect("a socket address"),
-            Err(_) => {
-                let status = proc.child.try_wait();
-                panic!("{name} did not say where it listens within {DEADLINE:?} ({status:?})")
-            }
-        }
-        proc
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// SIGKILL: no shutdown, no goodbye; its connections reset.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A file that is removed on drop.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// One request, bounded so a hang fails the test: (status, body).
-async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (u16, String) {
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = tokio::time::timeout(DEADLINE, client.request(req))
-        .await
-        .unwrap_or_else(|_| panic!("{method} {url} hung"));
-    match res {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let body = tokio::time::timeout(DEADLINE, res.into_body().collect())
-                .await
-                .unwrap_or_else(|_| panic!("{method} {url}: body hung"))
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-                .unwrap_or_default();
-            (status, body)
-        }
-        Err(e) => (0, format!("connection error: {e}")),
-    }
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn ready(client: &HttpClient, proc: &Proc) -> bool {
-    send(client, "GET", &proc.url("/healthz"), "").await.0 == 200
-}
+use kv_procs::{client, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE};
 
 /// Six nodes (s0r0..s1r2) and two gateways, all on loopback.
 struct Fleet {
@@ -251,7 +130,10 @@ impl Fleet {
             _config: config,
         };
         for p in fleet.nodes.values().chain(&fleet.gateways) {
-            wait_until(&format!("{} to be ready", p.name), || ready(client, p)).await;
+            wait_until(&format!("{} to be ready", p.name), DEADLINE, || {
+                ready(client, p)
+            })
+            .await;
         }
         fleet
     }
@@ -359,7 +241,7 @@ async fn a_killed_node_costs_no_request_and_rejoins_only_after_catching_up() {
     // Restart it empty on the same address; it copies s0 from its peers.
     let peers = [fleet.nodes["s0r0"].addr, fleet.nodes["s0r2"].addr];
     let restarted = start_node(victim, "s0", &address.to_string(), &peers);
-    wait_until("the restarted node to be ready", || {
+    wait_until("the restarted node to be ready", DEADLINE, || {
         ready(&client, &restarted)
     })
     .await;

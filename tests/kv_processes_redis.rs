@@ -14,20 +14,13 @@
 //! so. Every wait polls a condition up to a deadline; every child process is
 //! killed when its handle drops.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+mod kv_procs;
+
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-/// Bounds every start-up and request: only catches hangs.
-const DEADLINE: Duration = Duration::from_secs(60);
+use kv_procs::{client, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE};
 
 /// The gateways' cache ttl: what a missed invalidation would cost.
 const TTL: Duration = Duration::from_secs(300);
@@ -89,113 +82,6 @@ impl Drop for Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A running `kv-fleet` process; killed (SIGKILL) and reaped on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    /// Starts `kv-fleet` with `args` and waits for the line that says where
-    /// it listens (`kv-fleet ... listening on ADDR`).
-    fn start(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kv-fleet"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: cannot start kv-fleet: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Reads every line, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let mut proc = Proc {
-            name: name.to_string(),
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        match rx.recv_timeout(DEADLINE) {
-            Ok(addr) => proc.addr = addr.parse().expect("a socket address"),
-            Err(_) => {
-                let status = proc.child.try_wait();
-                panic!("{name} did not say where it listens within {DEADLINE:?} ({status:?})")
-            }
-        }
-        proc
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A file that is removed on drop.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// One request, bounded so a hang fails the test: (status, body).
-async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (u16, String) {
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = tokio::time::timeout(DEADLINE, client.request(req))
-        .await
-        .unwrap_or_else(|_| panic!("{method} {url} hung"));
-    match res {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let body = tokio::time::timeout(DEADLINE, res.into_body().collect())
-                .await
-                .unwrap_or_else(|_| panic!("{method} {url}: body hung"))
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-                .unwrap_or_default();
-            (status, body)
-        }
-        Err(e) => (0, format!("connection error: {e}")),
-    }
-}
-
-/// Polls `cond` until it holds; fails the test after `deadline`.
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    deadline: Duration,
-    mut cond: impl FnMut() -> F,
-) {
-    let end = Instant::now() + deadline;
-    while !cond().await {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -299,8 +185,8 @@ impl Fleet {
             _config: config,
         };
         for p in fleet._nodes.iter().chain(&fleet.gateways) {
-            wait_until(&format!("{} to be ready", p.name), DEADLINE, || async {
-                send(client, "GET", &p.url("/healthz"), "").await.0 == 200
+            wait_until(&format!("{} to be ready", p.name), DEADLINE, || {
+                ready(client, p)
             })
             .await;
         }
