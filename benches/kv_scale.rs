@@ -12,32 +12,9 @@
 // lose their #[test] functions in this harness-less bench, not their imports.
 #![cfg_attr(test, allow(unused_imports))]
 
-#[path = "../examples/kv_cluster/cluster.rs"]
-mod cluster;
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/kv_cluster/faults.rs"]
-mod faults;
-#[path = "../examples/kv_cluster/flags.rs"]
-mod flags;
-#[path = "../examples/kv_cluster/fleet.rs"]
-mod fleet;
-#[path = "../examples/kv_cluster/gateway.rs"]
-mod gateway;
-#[path = "../examples/kv_cluster/hlc.rs"]
-mod hlc;
-#[path = "../examples/kv_cluster/load.rs"]
-mod load;
-#[path = "../examples/kv_cluster/node.rs"]
-mod node;
-#[path = "../examples/kv_cluster/report.rs"]
-mod report;
-#[path = "../examples/kv_cluster/scale.rs"]
-mod scale;
-#[path = "../examples/kv_cluster/workload.rs"]
-mod workload;
-#[path = "../examples/kv_cluster/zipf.rs"]
-mod zipf;
+#[path = "../tests/kv_example/mod.rs"]
+mod kv_example;
+use kv_example::{cluster, scale};
 
 #[tokio::main]
 async fn main() {
@@ -45,16 +22,8 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let base = cluster::default_config();
-    let rows = scale::run(|shards| {
-        let base = base.clone();
-        async move {
-            scale::start_row(&base, shards)
-                .await
-                .expect("a scale row's fleet starts on loopback")
-        }
-    })
-    .await
-    .expect("the scale workload is valid");
+    let rows = scale::run_example(&cluster::default_config())
+        .await
+        .expect("the scale workload is valid");
     println!("{}", scale::ScaleTable(&rows));
 }

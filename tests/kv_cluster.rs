@@ -3,30 +3,8 @@
 //! Every wait is for a condition, with a deadline that only catches hangs.
 #![allow(dead_code)]
 
-#[path = "../examples/kv_cluster/cluster.rs"]
-mod cluster;
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/kv_cluster/faults.rs"]
-mod faults;
-#[path = "../examples/kv_cluster/flags.rs"]
-mod flags;
-#[path = "../examples/kv_cluster/fleet.rs"]
-mod fleet;
-#[path = "../examples/kv_cluster/gateway.rs"]
-mod gateway;
-#[path = "../examples/kv_cluster/hlc.rs"]
-mod hlc;
-#[path = "../examples/kv_cluster/load.rs"]
-mod load;
-#[path = "../examples/kv_cluster/node.rs"]
-mod node;
-#[path = "../examples/kv_cluster/report.rs"]
-mod report;
-#[path = "../examples/kv_cluster/workload.rs"]
-mod workload;
-#[path = "../examples/kv_cluster/zipf.rs"]
-mod zipf;
+mod kv_example;
+use kv_example::{cluster, common, gateway, node};
 
 use std::time::Duration;
 

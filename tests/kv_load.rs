@@ -4,36 +4,8 @@
 #![cfg(all(feature = "http", feature = "metrics"))]
 #![allow(dead_code)]
 
-#[path = "../examples/kv_cluster/cluster.rs"]
-mod cluster;
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/kv_cluster/faults.rs"]
-mod faults;
-#[path = "../examples/kv_cluster/flags.rs"]
-mod flags;
-#[path = "../examples/kv_cluster/fleet.rs"]
-mod fleet;
-#[path = "../examples/kv_cluster/gateway.rs"]
-mod gateway;
-#[path = "../examples/kv_cluster/hlc.rs"]
-mod hlc;
-#[path = "../examples/kv_cluster/load.rs"]
-mod load;
-#[path = "../examples/kv_cluster/node.rs"]
-mod node;
-#[path = "../examples/kv_cluster/prometheus.rs"]
-mod prometheus;
-#[path = "../examples/kv_cluster/report.rs"]
-mod report;
-#[path = "../examples/kv_cluster/scale.rs"]
-mod scale;
-#[path = "../examples/kv_cluster/summary.rs"]
-mod summary;
-#[path = "../examples/kv_cluster/workload.rs"]
-mod workload;
-#[path = "../examples/kv_cluster/zipf.rs"]
-mod zipf;
+mod kv_example;
+use kv_example::{cluster, faults, flags, gateway, load, node, prometheus, report, scale, summary};
 
 /// One sample of a Prometheus text exposition.
 #[derive(Debug, Clone, PartialEq)]

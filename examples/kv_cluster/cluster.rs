@@ -11,12 +11,12 @@ use std::sync::Arc;
 use tower_fleet::stack::StackConfig;
 use tower_fleet::Validate;
 
-use crate::common::server::{serve_local, ServerHandle};
-use crate::faults::FaultTarget;
-use crate::fleet::{shard_id, Fleet};
-use crate::gateway::{Gateway, GatewayOptions};
-use crate::load::ShardOf;
-use crate::node::{NodeConfig, NodeControl};
+use super::common::server::{serve_local, ServerHandle};
+use super::faults::FaultTarget;
+use super::fleet::{shard_id, Fleet};
+use super::gateway::{Gateway, GatewayOptions};
+use super::load::ShardOf;
+use super::node::{NodeConfig, NodeControl};
 
 /// The example's default stack: 4 shards x 3 replicas, quorum W = 2, R = 2.
 pub const DEFAULT_CONFIG: &str = include_str!("../kv_cluster.toml");
@@ -51,7 +51,7 @@ pub enum ClusterError {
     Discovery(usize),
     /// The gateway could not be built from the configuration.
     #[error(transparent)]
-    Gateway(#[from] crate::gateway::GatewayError),
+    Gateway(#[from] super::gateway::GatewayError),
     /// A server could not bind.
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),

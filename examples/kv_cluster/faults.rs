@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::flags::{Fault, LoadFlags, SLOW_FACTOR};
-use crate::load::{LoadConfig, Pace, Scheduled};
+use super::flags::{Fault, LoadFlags, SLOW_FACTOR};
+use super::load::{LoadConfig, Pace, Scheduled};
 
 /// A node that faults can be injected into (the fleet's node control).
 pub trait FaultTarget: Send + 'static {

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use crate::load::{LoadConfig, LoadError, Pace};
+use super::load::{LoadConfig, LoadError, Pace};
 
 /// How much slower `--slow` makes a node.
 pub const SLOW_FACTOR: u32 = 10;

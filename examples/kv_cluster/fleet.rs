@@ -2,7 +2,7 @@
 //! own ephemeral loopback port, named `s{shard}r{replica}` (0-based, `s1r2`)
 //! in shards `s{shard}`.
 
-use crate::node::{self, NodeConfig, NodeControl};
+use super::node::{self, NodeConfig, NodeControl};
 
 /// The running nodes, shard by shard.
 #[derive(Clone, Debug)]

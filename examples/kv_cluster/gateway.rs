@@ -62,9 +62,9 @@ use tower_fleet::signal::Envelope;
 use tower_fleet::stack::{StackBuilder, StackConfig, StackError, StackSnapshot};
 use tower_fleet::BoxError;
 
-use crate::common::http::{client, HttpClient};
-use crate::hlc::{Hlc, Version};
-use crate::node::Entry;
+use super::common::http::{client, HttpClient};
+use super::hlc::{Hlc, Version};
+use super::node::Entry;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY: usize = 1024;

@@ -37,9 +37,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::report::{millis, new_histogram, CpuMeter, Latency, LoadReport, Op};
-pub use crate::workload::{LoadConfig, LoadError, Pace};
-use crate::zipf::Zipf;
+use super::report::{millis, new_histogram, CpuMeter, Latency, LoadReport, Op};
+pub use super::workload::{LoadConfig, LoadError, Pace};
+use super::zipf::Zipf;
 
 /// Maps a key to the id of the shard that owns it, for per-shard counts.
 pub type ShardOf = Arc<dyn Fn(&str) -> String + Send + Sync>;

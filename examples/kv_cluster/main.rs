@@ -270,72 +270,62 @@ async fn settled(cluster: &Cluster) -> u64 {
 async fn tour(cluster: &Cluster) -> Result<(), String> {
     let client = common::http::client::<Full<Bytes>>();
     let key = "user:42";
-    let url = cluster.url(&format!("/kv/{key}"));
     let shard = cluster.gateway.shard_of(key).unwrap_or_default();
     println!();
     println!("tour (key {key:?} lives on shard {shard}):");
-    let step = |what: &str, status: u16, body: &str, note: String| {
-        let body = if body.is_empty() {
+    let path = format!("/kv/{key}");
+    // (method, path, body, what it shows; `{n}` is the node requests it made)
+    let steps = [
+        (
+            http::Method::PUT,
+            path.as_str(),
+            "ada",
+            format!("sent to every replica of {shard}, answered once 2 acknowledged ({{n}} node requests)"),
+        ),
+        (
+            http::Method::GET,
+            &path,
+            "",
+            "answered once 2 replicas had, newest version wins ({n} node requests)".into(),
+        ),
+        (
+            http::Method::GET,
+            &path,
+            "",
+            "from the gateway's cache: {n} node requests".into(),
+        ),
+        (
+            http::Method::DELETE,
+            &path,
+            "",
+            "a versioned tombstone on the replicas; the cached copy is invalidated".into(),
+        ),
+        (
+            http::Method::GET,
+            &path,
+            "",
+            "the tombstone is the newest version".into(),
+        ),
+        (
+            http::Method::PUT,
+            "/kv/",
+            "x",
+            "bad input is a 4xx that says why".into(),
+        ),
+    ];
+    for (method, path, body, note) in steps {
+        let what = format!("{method} {path} {body}");
+        let before = settled(cluster).await;
+        let (status, answer) = request(&client, method, &cluster.url(path), body).await?;
+        let n = settled(cluster).await - before;
+        let answer = if answer.is_empty() {
             String::new()
         } else {
-            format!(" {body:?}")
+            format!(" {answer:?}")
         };
-        println!("  {what:<22} -> {status}{body:<8} {note}");
-    };
-    let before = settled(cluster).await;
-    let (status, body) = request(&client, http::Method::PUT, &url, "ada").await?;
-    step(
-        "PUT /kv/user:42 ada",
-        status,
-        &body,
-        format!(
-            "sent to every replica of {shard}, answered once 2 acknowledged ({} node requests)",
-            settled(cluster).await - before
-        ),
-    );
-    let before = settled(cluster).await;
-    let (status, body) = request(&client, http::Method::GET, &url, "").await?;
-    step(
-        "GET /kv/user:42",
-        status,
-        &body,
-        format!(
-            "answered once 2 replicas had, newest version wins ({} node requests)",
-            settled(cluster).await - before
-        ),
-    );
-    let before = settled(cluster).await;
-    let (status, body) = request(&client, http::Method::GET, &url, "").await?;
-    step(
-        "GET /kv/user:42",
-        status,
-        &body,
-        format!(
-            "from the gateway's cache: {} node requests",
-            settled(cluster).await - before
-        ),
-    );
-    let (status, body) = request(&client, http::Method::DELETE, &url, "").await?;
-    step(
-        "DELETE /kv/user:42",
-        status,
-        &body,
-        "a versioned tombstone on the replicas; the cached copy is invalidated".into(),
-    );
-    let (status, body) = request(&client, http::Method::GET, &url, "").await?;
-    step(
-        "GET /kv/user:42",
-        status,
-        &body,
-        "the tombstone is the newest version".into(),
-    );
-    let (status, body) = request(&client, http::Method::PUT, &cluster.url("/kv/"), "x").await?;
-    step(
-        "PUT /kv/",
-        status,
-        &body,
-        "bad input is a 4xx that says why".into(),
-    );
+        let note = note.replace("{n}", &n.to_string());
+        println!("  {what:<22} -> {status}{answer:<8} {note}");
+    }
     Ok(())
 }
 
@@ -395,16 +385,7 @@ async fn run_scale(base: StackConfig) -> Result<(), String> {
         node.concurrency,
         node.service_time
     );
-    let rows = scale::run(|shards| {
-        let base = base.clone();
-        async move {
-            scale::start_row(&base, shards)
-                .await
-                .expect("a scale row's fleet starts on loopback")
-        }
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let rows = scale::run_example(&base).await.map_err(|e| e.to_string())?;
     println!("{}", scale::ScaleTable(&rows));
     Ok(())
 }

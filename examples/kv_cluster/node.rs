@@ -36,8 +36,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::common::server::{self, ServerHandle};
-use crate::hlc::Version;
+use super::common::server::{self, ServerHandle};
+use super::hlc::Version;
 
 /// One stored value (or tombstone) with its version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

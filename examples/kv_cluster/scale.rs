@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use tower_fleet::stack::StackConfig;
 
-use crate::cluster::{Cluster, ClusterError};
-use crate::fleet::shard_id;
-use crate::gateway::GatewayOptions;
-use crate::load::{self, LoadConfig, LoadError, Pace, ShardOf};
-use crate::node::NodeConfig;
-use crate::report::{millis, LoadReport};
+use super::cluster::{Cluster, ClusterError};
+use super::fleet::shard_id;
+use super::gateway::GatewayOptions;
+use super::load::{self, LoadConfig, LoadError, Pace, ShardOf};
+use super::node::NodeConfig;
+use super::report::{millis, LoadReport};
 
 /// The shard counts of the run.
 pub const SHARD_COUNTS: [usize; 4] = [1, 2, 4, 8];
@@ -150,6 +150,20 @@ impl Drop for RowGuard {
         let cluster = self.0.clone();
         tokio::spawn(async move { cluster.kill().await });
     }
+}
+
+/// [`run`] against the kv example's own fleet and gateway, each row's
+/// started by [`start_row`] from `base`.
+pub async fn run_example(base: &StackConfig) -> Result<Vec<ScaleRow>, LoadError> {
+    run(|shards| {
+        let base = base.clone();
+        async move {
+            start_row(&base, shards)
+                .await
+                .expect("a scale row's fleet starts on loopback")
+        }
+    })
+    .await
 }
 
 /// One row of the scale table.

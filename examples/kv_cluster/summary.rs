@@ -8,7 +8,7 @@ use std::fmt;
 use tower_fleet::breaker::BreakerState;
 use tower_fleet::stack::StackSnapshot;
 
-use crate::report::{millis, LoadReport};
+use super::report::{millis, LoadReport};
 
 /// One replica's counters, from its balancer and its breaker.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::zipf::{Zipf, ZipfError};
+use super::zipf::{Zipf, ZipfError};
 
 /// How requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,7 +74,7 @@ pub enum LoadError {
 }
 
 impl LoadConfig {
-    /// Checks every field; [`crate::load::run`] does too.
+    /// Checks every field; [`super::load::run`] does too.
     pub fn validate(&self) -> Result<(), LoadError> {
         let invalid = |field, expected, value: String| {
             Err(LoadError::Invalid {
