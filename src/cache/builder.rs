@@ -177,10 +177,11 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
         self
     }
 
-    /// The clock that ages entries, read as it is on every hit. By default
-    /// the cache reads tokio's clock, and only on the hits that its ticked
-    /// time bound cannot prove fresh ([`CacheConfig::clock_resolution`]);
-    /// a clock given here turns that bound off. A [`Clock::coarse`] clock
+    /// The clock that ages entries. By default the cache reads tokio's
+    /// clock, and only on the hits that its ticked time bound cannot prove
+    /// fresh ([`CacheConfig::clock_resolution`]); [`Clock::tokio`] given
+    /// here is that default, bound included. Any other clock is read as it
+    /// is on every hit (the bound is off). A [`Clock::coarse`] clock
     /// costs one atomic load per hit, and its resolution then bounds how
     /// precisely entries expire; a [`Clock::manual`] one is for tests on a
     /// multi-threaded runtime.
@@ -282,9 +283,9 @@ impl<T, K, M, P, C> CacheBuilder<T, K, M, P, C> {
         };
         let res = self.config.clock_resolution;
         let (clock, horizon) = match self.clock {
-            Some(clock) => (clock, None),
-            None if res.is_zero() || self.config.early_refresh.is_some() => (Clock::tokio(), None),
-            None => (Clock::tokio(), Horizon::start(res)),
+            Some(clock) if !clock.is_tokio() => (clock, None),
+            _ if res.is_zero() || self.config.early_refresh.is_some() => (Clock::tokio(), None),
+            _ => (Clock::tokio(), Horizon::start(res)),
         };
         let core = Arc::new(Core::new(store, clock.clone(), horizon, settings));
         let rules = Arc::new(Rules {
@@ -352,5 +353,32 @@ impl<T, K, M, C> CacheBuilder<T, K, M, DefaultPolicy<T>, C> {
     pub fn cache_if(mut self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
         self.policy = DefaultPolicy::cache_if(f);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn horizon_of(builder: CacheBuilder<u32>) -> bool {
+        let (core, _, _) = builder
+            .key(|k: &u32| Some(crate::key::Key::from(k.to_string())))
+            .parts()
+            .unwrap();
+        core.horizon.is_some()
+    }
+
+    #[tokio::test]
+    async fn tokio_s_clock_given_keeps_the_ticked_bound_and_others_turn_it_off() {
+        assert!(horizon_of(Cache::builder()));
+        assert!(horizon_of(Cache::builder().clock(Clock::tokio())));
+        assert!(!horizon_of(
+            Cache::builder().clock(Clock::coarse(Duration::from_millis(1)).unwrap())
+        ));
+        assert!(!horizon_of(
+            Cache::builder()
+                .clock(Clock::tokio())
+                .clock_resolution(Duration::ZERO)
+        ));
     }
 }

@@ -525,13 +525,11 @@ impl<Conn, K, C, F, A, P, R> StackBuilder<Conn, K, C, F, A, P, R> {
             .map_err(|e| e.within("retry"))?;
         let retry_handle = config.retry.as_ref().map(|_| retry.handle());
 
-        let mut cache = Cache::builder().config(config.cache.clone().unwrap_or_default());
-        // On tokio's clock the cache keeps its ticked time bound, which spares
-        // most hits a clock read; any other clock is read as it is.
-        if !self.clock.is_tokio() {
-            cache = cache.clock(self.clock.clone());
-        }
-        let cache = cache
+        // On tokio's clock (the default) the cache keeps its ticked time
+        // bound, which spares most hits a clock read.
+        let cache = Cache::builder()
+            .config(config.cache.clone().unwrap_or_default())
+            .clock(self.clock.clone())
             .key_fn(CacheKey {
                 key: config.cache.is_some().then_some(self.key_fn),
             })
