@@ -333,7 +333,7 @@ async fn start(
 ) -> cluster::Cluster {
     cluster::Cluster::start(config, node, gateway::GatewayOptions::default(), |g| {
         let g = g.clone();
-        prometheus::metrics_route_with(move || g.snapshot())
+        prometheus::metrics_route_with(move || g.publish_metrics())
     })
     .await
     .unwrap()

@@ -344,6 +344,18 @@ async fn a_gateway_with_the_redis_tier_serves_prometheus_metrics() {
         "a write and a read reached the replicas: {text}"
     );
     assert!(text.contains("tower_fleet_breaker_calls_total{"), "{text}");
+    // The cache in front of the stack and the Redis tier under it.
+    for counter in [
+        "tower_fleet_cache_misses_total",
+        "tower_fleet_cache_invalidations_total",
+        "tower_fleet_redis_gets_total",
+        "tower_fleet_redis_subscriptions_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "no {counter} in:\n{text}"
+        );
+    }
 }
 
 #[test]

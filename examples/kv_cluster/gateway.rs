@@ -244,10 +244,15 @@ fn repair(
 /// Which shard owns a key, by the stack's shard layer.
 type ShardOfKey = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Every layer's counters now.
+type Snapshot = Box<dyn Fn() -> StackSnapshot + Send + Sync>;
+
 /// What the gateway shows of its stack, with the stack's types erased.
 struct View {
-    snapshot: Box<dyn Fn() -> StackSnapshot + Send + Sync>,
+    snapshot: Snapshot,
     shard_of: ShardOfKey,
+    /// With the shared Redis tier: publishes its counters.
+    tier: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// A running gateway's state; clones share it.
@@ -321,7 +326,8 @@ impl Gateway {
             .key(|req: &Req| Some(Key::from(req.payload.key())))
             .cache_policy(ReadsOnly);
         let (stack, handle) = builder.build_quorum_with(choose, newest(version), repair(client))?;
-        let view = View {
+        let stack = BoxCloneSyncService::new(stack.map_err(|e| BoxError::from(e.to_string())));
+        let mut view = View {
             snapshot: Box::new({
                 let handle = handle.clone();
                 move || handle.snapshot()
@@ -329,10 +335,22 @@ impl Gateway {
             shard_of: Box::new(move |key: &str| {
                 handle.shard().route(key.as_bytes()).map(|s| s.to_string())
             }),
+            tier: None,
         };
-        let stack = BoxCloneSyncService::new(stack.map_err(|e| BoxError::from(e.to_string())));
         let stack = match redis {
-            Some((url, cache)) => shared_tier(stack, &url, cache)?,
+            Some((url, cache)) => {
+                let tier = shared_tier(stack, &url, cache)?;
+                // The cache is outside the stack: its counters are shown as
+                // the stack's cache's.
+                let (inner, cache) = (view.snapshot, tier.cache);
+                view.snapshot = Box::new(move || {
+                    let mut snapshot = inner();
+                    snapshot.cache = Some(cache());
+                    snapshot
+                });
+                view.tier = Some(tier.publish);
+                tier.stack
+            }
             None => stack,
         };
         Ok(Gateway {
@@ -356,6 +374,15 @@ impl Gateway {
     /// Every layer's counters now.
     pub fn snapshot(&self) -> StackSnapshot {
         (self.view.snapshot)()
+    }
+
+    /// Publishes every layer's counters (and the Redis tier's, with one)
+    /// through the `metrics` facade.
+    pub fn publish_metrics(&self) {
+        self.snapshot().publish();
+        if let Some(tier) = &self.view.tier {
+            tier();
+        }
     }
 
     /// The id of the shard that owns `key`.
@@ -399,13 +426,23 @@ impl Gateway {
     }
 }
 
+/// A stack behind the shared Redis tier, and views of that tier.
+struct SharedTier {
+    /// The cache in front of the stack.
+    stack: KvStack,
+    /// The cache's counters.
+    cache: Box<dyn Fn() -> tower_fleet::cache::CacheSnapshot + Send + Sync>,
+    /// Publishes the Redis tier's counters.
+    publish: Box<dyn Fn() + Send + Sync>,
+}
+
 /// `stack` behind a cache whose store is the shared Redis tier.
 #[cfg(feature = "redis")]
 fn shared_tier(
     stack: KvStack,
     url: &str,
     config: tower_fleet::cache::CacheConfig,
-) -> Result<KvStack, GatewayError> {
+) -> Result<SharedTier, GatewayError> {
     use tower_fleet::cache::redis::{JsonCodec, RedisStore, RedisTierConfig};
     use tower_fleet::cache::Cache;
     let failed = |why: String| GatewayError::Redis {
@@ -420,12 +457,15 @@ fn shared_tier(
         .config(config)
         .key(|req: &Req| Some(Key::from(req.payload.key())))
         .policy(ReadsOnly)
-        .store(store)
+        .store(store.clone())
         .build(stack)
         .map_err(|e| failed(e.to_string()))?;
-    Ok(BoxCloneSyncService::new(
-        cache.map_err(|e| BoxError::from(e.to_string())),
-    ))
+    let handle = cache.handle();
+    Ok(SharedTier {
+        stack: BoxCloneSyncService::new(cache.map_err(|e| BoxError::from(e.to_string()))),
+        cache: Box::new(move || handle.snapshot()),
+        publish: Box::new(move || store.snapshot().publish()),
+    })
 }
 
 /// Without the `redis` feature there is no shared tier to use.
@@ -434,7 +474,7 @@ fn shared_tier(
     _stack: KvStack,
     url: &str,
     _config: tower_fleet::cache::CacheConfig,
-) -> Result<KvStack, GatewayError> {
+) -> Result<SharedTier, GatewayError> {
     Err(GatewayError::Redis {
         url: url.to_string(),
         why: "built without the `redis` feature (cargo build --features kv-fleet,redis)".into(),

@@ -153,7 +153,7 @@ async fn start(config: StackConfig, node: NodeConfig) -> Result<Cluster, String>
     let options = GatewayOptions { id: 1, redis: None };
     Cluster::start(config, node, options, |gateway| {
         let gateway = gateway.clone();
-        prometheus::metrics_route_with(move || gateway.snapshot())
+        prometheus::metrics_route_with(move || gateway.publish_metrics())
     })
     .await
     .map_err(|e| e.to_string())

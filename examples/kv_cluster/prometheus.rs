@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tower_fleet::stack::{StackHandle, StackSnapshot};
+use tower_fleet::stack::StackHandle;
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,23 +42,24 @@ where
     StackHandle<Mem, T, G>: Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
-    metrics_route_with(move || handle.snapshot())
+    metrics_route_with(move || handle.publish_metrics())
 }
 
-/// A router serving `GET /metrics` for the stack whose counters `snapshot`
-/// reads (a gateway that keeps its stack's handle to itself).
-pub fn metrics_route_with(snapshot: impl Fn() -> StackSnapshot + Send + Sync + 'static) -> Router {
-    let snapshot = std::sync::Arc::new(snapshot);
+/// A router serving `GET /metrics`, where `publish` publishes the counters
+/// to show through the `metrics` facade before each scrape (a gateway that
+/// keeps its stack's handle to itself, or has more than a stack to show).
+pub fn metrics_route_with(publish: impl Fn() + Send + Sync + 'static) -> Router {
+    let publish = std::sync::Arc::new(publish);
     Router::new().route(
         "/metrics",
         get(move || {
-            let snapshot = snapshot.clone();
-            async move { scrape(&*snapshot) }
+            let publish = publish.clone();
+            async move { scrape(&*publish) }
         }),
     )
 }
 
-fn scrape(snapshot: &dyn Fn() -> StackSnapshot) -> Response {
+fn scrape(publish: &dyn Fn()) -> Response {
     let Some(prometheus) = prometheus() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +67,7 @@ fn scrape(snapshot: &dyn Fn() -> StackSnapshot) -> Response {
         )
             .into_response();
     };
-    snapshot().publish();
+    publish();
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
         prometheus.render(),

@@ -123,7 +123,7 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), String> {
     let listener = bind(args.listen).await?;
     let router = gateway.router().merge(prometheus::metrics_route_with({
         let gateway = gateway.clone();
-        move || gateway.snapshot()
+        move || gateway.publish_metrics()
     }));
     serve(listener, router, "gateway")?
         .await

@@ -70,3 +70,32 @@ impl TierStats {
         }
     }
 }
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+impl RedisTierSnapshot {
+    /// Publishes these counters through the `metrics` facade (feature
+    /// `metrics`), set to their absolute values, beside a stack's
+    /// ([`StackSnapshot::publish`](crate::stack::StackSnapshot::publish)):
+    ///
+    /// | metric | what |
+    /// |---|---|
+    /// | `tower_fleet_redis_{gets,hits,fills,fills_refused,fills_fenced,failures,remote_invalidations,subscriptions}_total` | the fields of the same names (`hits` is [`redis_hits`](Self::redis_hits)) |
+    pub fn publish(&self) {
+        for (name, v) in [
+            ("tower_fleet_redis_gets_total", self.gets),
+            ("tower_fleet_redis_hits_total", self.redis_hits),
+            ("tower_fleet_redis_fills_total", self.fills),
+            ("tower_fleet_redis_fills_refused_total", self.fills_refused),
+            ("tower_fleet_redis_fills_fenced_total", self.fills_fenced),
+            ("tower_fleet_redis_failures_total", self.failures),
+            (
+                "tower_fleet_redis_remote_invalidations_total",
+                self.remote_invalidations,
+            ),
+            ("tower_fleet_redis_subscriptions_total", self.subscriptions),
+        ] {
+            metrics::counter!(name).absolute(v);
+        }
+    }
+}
