@@ -270,6 +270,34 @@ async fn bad_input_gets_the_documented_4xx() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_reserved_characters_round_trip_and_route_alike() {
+    let cluster = start(true).await;
+    let client = common::http::client();
+    for (key, encoded) in [
+        ("a b", "a%20b"),
+        ("dir/file?x=1#y", "dir%2Ffile%3Fx%3D1%23y"),
+        ("caf\u{e9}", "caf%C3%A9"),
+        ("user:42@eu", "user:42@eu"),
+    ] {
+        assert_eq!(gateway::key_path(key), format!("/kv/{encoded}"));
+        let value = format!("value of {key}");
+        let url = cluster.url(&format!("/kv/{encoded}"));
+        assert_eq!(send(&client, "PUT", &url, &value).await.0, 204, "{key}");
+        assert_eq!(send(&client, "GET", &url, "").await, (200, value.clone()));
+        assert_eq!(cluster.gateway.get(key).await.unwrap(), Some(value.clone()));
+        // Stored under the decoded key, on the shard the gateway says.
+        let shard = cluster.gateway.shard_of(key).unwrap();
+        let nodes = cluster.shard(shard[1..].parse().unwrap());
+        wait_until("the owning shard holds the key", GENEROUS, || async {
+            nodes.iter().filter(|n| n.entry(key).is_some()).count() >= 2
+        })
+        .await
+        .unwrap();
+    }
+    cluster.stop().await;
+}
+
 #[test]
 fn a_bad_config_file_is_an_error_that_names_the_file_and_the_field() {
     let dir = std::env::temp_dir();

@@ -3,6 +3,13 @@
 //! balancer in quorum mode. The in-process example and the `kv-fleet`
 //! binary's `--role gateway` both run this gateway.
 //!
+//! - **The client to the fleet** is the stack over plain HTTP requests to
+//!   the nodes' `/kv/{key}`, with the `http` feature's parts: the key is the
+//!   path's second segment (`PathSegment(1)`), a `5xx` or a connection error
+//!   is a failure while a `404` is an answer (`Http::classify`), `GET` and
+//!   `PUT` are retried (`Http::retryable`, both idempotent here), a node's
+//!   `Retry-After` is honoured, and request bodies are replayed to each
+//!   replica of a quorum call and on retries (`Http::replay`).
 //! - **Writes.** A `PUT` (or a `DELETE`, which writes a versioned tombstone)
 //!   gets a version from the gateway's hybrid logical clock (`hlc.rs`) and
 //!   goes to every replica of the key's shard; it succeeds once W of them
@@ -53,185 +60,173 @@ use axum::Router;
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use tower::util::BoxCloneSyncService;
-use tower::{service_fn, ServiceExt};
+use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_fleet::balance::{newest, QuorumKind, QuorumResponse};
 use tower_fleet::breaker::BreakerState;
 use tower_fleet::cache::{Freshness, Policy, RequestMode};
-use tower_fleet::key::Key;
-use tower_fleet::signal::Envelope;
+use tower_fleet::http::key::PathSegment;
+use tower_fleet::http::{Http, ReplayBody, SetOriginLayer};
 use tower_fleet::stack::{StackBuilder, StackConfig, StackError, StackSnapshot};
 use tower_fleet::BoxError;
 
 use super::common::http::{client, HttpClient};
 use super::hlc::{Hlc, Version};
-use super::node::Entry;
+use super::node::{DumpEntry, Entry};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY: usize = 1024;
 /// The largest value accepted, in bytes.
 pub const MAX_VALUE: usize = 64 * 1024;
-/// How long one leg to a node (or one repair) may take at most; the stack's
-/// `[timeout] request` is usually much shorter.
-const LEG_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read repair's write may take.
+const REPAIR_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the stack carries: a read or a versioned write of one key.
-#[derive(Clone, Debug)]
-pub enum Op {
-    /// Read the key.
-    Get(String),
-    /// Write the entry (a value or a tombstone) under the key.
-    Put(String, Entry),
-}
-
-impl Op {
-    fn key(&self) -> &str {
-        match self {
-            Op::Get(k) | Op::Put(k, _) => k,
-        }
-    }
-}
-
-/// One node's answer: the key and the entry it holds (`None` if it has
-/// none; a write's answer is the entry the node kept).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeReply {
-    /// The key.
-    pub key: String,
-    /// What the node holds for it.
-    pub entry: Option<Entry>,
-    /// `true` for the answer to a read (only reads are repaired).
-    #[serde(default)]
-    pub read: bool,
-}
-
-type Req = Envelope<Op>;
+/// What the stack carries: HTTP requests for `/kv/{key}` whose bodies can
+/// be replayed (to each replica of a quorum call, and on retries).
+type NodeRequest = http::Request<ReplayBody<Full<Bytes>>>;
+/// A node's answer, its body read whole.
+type NodeResponse = http::Response<Bytes>;
 type Client = HttpClient<Full<Bytes>>;
 
-/// The stack as the gateway holds it: boxed, so its future has a nameable,
-/// `Send` type for the HTTP server's tasks.
-pub type KvStack = BoxCloneSyncService<Req, NodeReply, BoxError>;
+/// What a quorum call gives the gateway: the status of the merged (newest)
+/// answer and the entry it holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeReply {
+    /// The merged answer's status: `200` with an entry, `404` without; any
+    /// other is a node refusing the request.
+    pub status: u16,
+    /// The newest entry the answering replicas hold, if any.
+    pub entry: Option<Entry>,
+}
+
+/// The stack as the gateway holds it: requests as the gateway builds them
+/// (the `http` feature's buffer layer makes their bodies replayable), boxed
+/// so that its future has a nameable, `Send` type for the server's tasks.
+pub type KvStack = BoxCloneSyncService<http::Request<Full<Bytes>>, NodeReply, BoxError>;
 
 /// Reads are cached; writes pass through and invalidate their key.
+/// Answers other than `200` and `404` are not stored.
 #[derive(Clone, Copy, Debug)]
 struct ReadsOnly;
 
-impl Policy<Req, NodeReply> for ReadsOnly {
-    fn request_mode(&self, req: &Req) -> RequestMode {
-        match req.payload {
-            Op::Get(_) => RequestMode::Lookup,
-            Op::Put(..) => RequestMode::Invalidate,
+impl ReadsOnly {
+    fn mode<B>(req: &http::Request<B>) -> RequestMode {
+        if req.method() == http::Method::GET {
+            RequestMode::Lookup
+        } else {
+            RequestMode::Invalidate
         }
-    }
-
-    fn freshness(&self, _response: &NodeReply, default: Freshness) -> Option<Freshness> {
-        Some(default)
     }
 }
 
-/// Why one leg of a quorum call failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LegError(String);
+/// The stack's own cache, in front of the quorum's merged answers.
+impl<B> Policy<http::Request<B>, NodeResponse> for ReadsOnly {
+    fn request_mode(&self, req: &http::Request<B>) -> RequestMode {
+        Self::mode(req)
+    }
 
-/// `method url` with a JSON `body`, bounded by [`LEG_TIMEOUT`]: the status
-/// and the whole body, or why there is none.
-async fn send(
-    client: &Client,
-    method: http::Method,
-    url: &str,
-    body: Bytes,
-) -> Result<(StatusCode, Bytes), String> {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((status, body.to_bytes()))
-    };
-    tokio::time::timeout(LEG_TIMEOUT, exchange)
-        .await
-        .unwrap_or_else(|_| Err("no answer in time".to_string()))
-}
-
-/// One leg of a quorum call: the operation against the node at `address`.
-async fn leg(client: &Client, address: &str, op: Op) -> Result<NodeReply, LegError> {
-    let failed = |why: String| LegError(format!("{address}: {why}"));
-    let url = format!("http://{address}/kv/{}", op.key());
-    let (key, read, answer) = match op {
-        Op::Get(key) => {
-            let answer = send(client, http::Method::GET, &url, Bytes::new()).await;
-            (key, true, answer)
-        }
-        Op::Put(key, entry) => {
-            let body = serde_json::to_vec(&entry).map_err(|e| failed(e.to_string()))?;
-            let answer = send(client, http::Method::PUT, &url, body.into()).await;
-            (key, false, answer)
-        }
-    };
-    match answer.map_err(failed)? {
-        (StatusCode::OK, body) => {
-            let entry = serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))?;
-            Ok(NodeReply {
-                key,
-                entry: Some(entry),
-                read,
-            })
-        }
-        (StatusCode::NOT_FOUND, _) => Ok(NodeReply {
-            key,
-            entry: None,
-            read,
-        }),
-        (status, _) => Err(failed(status.to_string())),
+    fn freshness(&self, res: &NodeResponse, default: Freshness) -> Option<Freshness> {
+        matches!(res.status().as_u16(), 200 | 404).then_some(default)
     }
 }
 
-/// A node's address as the stack gives it, turned into the service that
-/// sends it one leg of a quorum call.
-fn connect(client: Client) -> impl Fn(&str) -> BoxCloneSyncService<Req, NodeReply, LegError> {
-    move |address: &str| {
-        let (client, address) = (client.clone(), address.to_string());
-        BoxCloneSyncService::new(service_fn(move |req: Req| {
-            let (client, address) = (client.clone(), address.clone());
-            async move { leg(&client, &address, req.payload).await }
-        }))
+/// The shared Redis tier's cache, in front of the whole stack.
+impl<B> Policy<http::Request<B>, NodeReply> for ReadsOnly {
+    fn request_mode(&self, req: &http::Request<B>) -> RequestMode {
+        Self::mode(req)
+    }
+
+    fn freshness(&self, reply: &NodeReply, default: Freshness) -> Option<Freshness> {
+        matches!(reply.status, 200 | 404).then_some(default)
     }
 }
 
-/// The version a reply holds (`None`, older than any, when it holds nothing).
-fn version(reply: &NodeReply) -> Option<Version> {
-    reply.entry.as_ref().map(|e| e.version)
+/// The path of `key` on a node: `/kv/` and the key, percent-encoded except
+/// for unreserved characters and `:` and `@`. The stack's key is this
+/// segment (`PathSegment(1)`, not decoded), so every gateway routes a key
+/// alike.
+pub fn key_path(key: &str) -> String {
+    let mut path = String::with_capacity(4 + key.len());
+    path.push_str("/kv/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
 }
 
-/// After a read: writes the newest entry back to the replicas that
-/// answered an older one.
+/// The entry (with its key) in a node's `200` answer: a `GET` answers what
+/// it holds, a `PUT` what it kept.
+fn entry_of(res: &NodeResponse) -> Option<DumpEntry> {
+    if res.status() != StatusCode::OK {
+        return None;
+    }
+    serde_json::from_slice(res.body()).ok()
+}
+
+/// The version a node's answer holds (`None`, older than any, for none).
+fn version_of(res: &NodeResponse) -> Option<Version> {
+    entry_of(res).map(|e| e.entry.version)
+}
+
+/// A node's address as the stack gives it, turned into a client for it:
+/// hyper, the request's origin set to the node, the answer's body read
+/// whole (bounded) so that the merge and the cache can hold it.
+fn connect(
+    http: Http,
+) -> impl Fn(&str) -> BoxCloneSyncService<NodeRequest, NodeResponse, BoxError> {
+    let hyper: HttpClient<ReplayBody<Full<Bytes>>> = client();
+    move |address: &str| match SetOriginLayer::new(&format!("http://{address}")) {
+        Ok(origin) => BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(http.buffer_response_layer())
+                .layer(origin)
+                .service(hyper.clone())
+                .map_err(BoxError::from),
+        ),
+        // An address that is no origin fails every call, as a dead node would.
+        Err(e) => {
+            let why = format!("replica {address}: {e}");
+            BoxCloneSyncService::new(service_fn(move |_: NodeRequest| {
+                let why = why.clone();
+                async move { Err::<NodeResponse, BoxError>(why.into()) }
+            }))
+        }
+    }
+}
+
+/// A merged answer as the gateway reads it.
+fn reply_of(res: &NodeResponse) -> NodeReply {
+    NodeReply {
+        status: res.status().as_u16(),
+        entry: entry_of(res).map(|d| d.entry),
+    }
+}
+
+/// After a quorum call: the newest entry written back to the replicas whose
+/// answer was older, in the background; the merged answer goes on up the
+/// stack (to the retry layer's classification and the cache).
 fn repair(
     client: Client,
-) -> impl FnOnce(QuorumResponse<NodeReply, NodeReply>) -> NodeReply + Clone {
-    move |answer: QuorumResponse<NodeReply, NodeReply>| {
-        let newest = version(&answer.merged);
-        let behind = answer
-            .replies
-            .iter()
-            .filter(|r| r.response.read && version(&r.response) < newest)
-            .map(|r| r.replica.clone());
-        if let Some(entry) = &answer.merged.entry {
-            for replica in behind {
-                let (client, key) = (client.clone(), answer.merged.key.clone());
-                let Ok(body) = serde_json::to_vec(entry) else {
+) -> impl FnOnce(QuorumResponse<NodeResponse, NodeResponse>) -> NodeResponse + Clone {
+    move |answer: QuorumResponse<NodeResponse, NodeResponse>| {
+        let newest = entry_of(&answer.merged);
+        if let Some(newest) = &newest {
+            let behind = answer
+                .replies
+                .iter()
+                .filter(|r| version_of(&r.response) < Some(newest.entry.version));
+            for reply in behind {
+                let Ok(body) = serde_json::to_vec(&newest.entry) else {
                     continue;
                 };
+                let (client, url) = (
+                    client.clone(),
+                    format!("http://{}{}", reply.replica, key_path(&newest.key)),
+                );
                 tokio::spawn(async move {
-                    let url = format!("http://{replica}/kv/{key}");
                     // A repair that fails is retried by the next read.
                     let _ = send(&client, http::Method::PUT, &url, body.into()).await;
                 });
@@ -239,6 +234,26 @@ fn repair(
         }
         answer.merged
     }
+}
+
+/// `method url` with a JSON `body`, bounded by [`REPAIR_TIMEOUT`].
+async fn send(client: &Client, method: http::Method, url: &str, body: Bytes) -> Option<StatusCode> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .ok()?;
+    let exchange = async {
+        let response = client.request(request).await.ok()?;
+        let status = response.status();
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    };
+    tokio::time::timeout(REPAIR_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Which shard owns a key, by the stack's shard layer.
@@ -316,24 +331,49 @@ impl Gateway {
             }
             None => None,
         };
-        let client: Client = client();
-        let choose = |req: &Req| match req.payload {
-            Op::Get(_) => QuorumKind::Read,
-            Op::Put(..) => QuorumKind::Write,
+        let http = Http::builder()
+            .max_replay_body(MAX_VALUE as u64 * 2)
+            .build()
+            .map_err(StackError::from)?;
+        let choose = |req: &NodeRequest| {
+            if req.method() == http::Method::GET {
+                QuorumKind::Read
+            } else {
+                QuorumKind::Write
+            }
         };
+        // The `http` feature's key extractor, classification (5xx and
+        // connection errors are failures), retryable methods, Retry-After
+        // handling and body replay.
         let builder = StackBuilder::new(config)
-            .connector(connect(client.clone()))
-            .key(|req: &Req| Some(Key::from(req.payload.key())))
+            .connector(connect(http.clone()))
+            .key_fn(PathSegment(1))
+            .classify(http.classify())
+            .retryable(http.retryable())
+            .retry_after(http.retry_after())
+            .replay(http.replay())
             .cache_policy(ReadsOnly);
-        let (stack, handle) = builder.build_quorum_with(choose, newest(version), repair(client))?;
-        let stack = BoxCloneSyncService::new(stack.map_err(|e| BoxError::from(e.to_string())));
+        let (stack, handle) =
+            builder.build_quorum_with(choose, newest(version_of), repair(client()))?;
+        let stack = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(http.buffer_request_layer())
+                .service(stack)
+                .map_response(|res| reply_of(&res))
+                .map_err(|e| BoxError::from(e.to_string())),
+        );
         let mut view = View {
             snapshot: Box::new({
                 let handle = handle.clone();
                 move || handle.snapshot()
             }),
             shard_of: Box::new(move |key: &str| {
-                handle.shard().route(key.as_bytes()).map(|s| s.to_string())
+                let path = key_path(key);
+                let segment = &path["/kv/".len()..];
+                handle
+                    .shard()
+                    .route(segment.as_bytes())
+                    .map(|s| s.to_string())
             }),
             tier: None,
         };
@@ -399,13 +439,30 @@ impl Gateway {
             .map(|(_, _, b)| b.state)
     }
 
-    fn call(&self, op: Op) -> impl Future<Output = Result<NodeReply, BoxError>> + Send + 'static {
-        self.stack.clone().oneshot(Envelope::new(op))
+    fn call(
+        &self,
+        method: http::Method,
+        key: &str,
+        body: Bytes,
+    ) -> impl Future<Output = Result<NodeReply, BoxError>> + Send + 'static {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(key_path(key))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body));
+        let stack = self.stack.clone();
+        async move {
+            let reply = stack.oneshot(request?).await?;
+            match reply.status {
+                200 | 404 => Ok(reply),
+                status => Err(format!("a replica refused the request: {status}").into()),
+            }
+        }
     }
 
     /// Reads `key`: its value, `None` if absent or deleted.
     pub async fn get(&self, key: &str) -> Result<Option<String>, BoxError> {
-        let reply = self.call(Op::Get(key.to_string())).await?;
+        let reply = self.call(http::Method::GET, key, Bytes::new()).await?;
         if let Some(entry) = &reply.entry {
             // Later writes of this gateway order after what it has seen.
             self.hlc.observe(entry.version);
@@ -421,7 +478,8 @@ impl Gateway {
             value: value.unwrap_or_default(),
             version,
         };
-        self.call(Op::Put(key.to_string(), entry)).await?;
+        let body = serde_json::to_vec(&entry)?;
+        self.call(http::Method::PUT, key, body.into()).await?;
         Ok(version)
     }
 }
@@ -455,7 +513,7 @@ fn shared_tier(
         .map_err(|e| failed(e.to_string()))?;
     let cache = Cache::builder()
         .config(config)
-        .key(|req: &Req| Some(Key::from(req.payload.key())))
+        .key_fn(PathSegment(1))
         .policy(ReadsOnly)
         .store(store.clone())
         .build(stack)

@@ -6,11 +6,13 @@
 //! throughput is `concurrency / service_time`, whatever the CPU.
 //!
 //! Routes:
-//! - `GET /kv/{key}`: `200` with the [`Entry`] as JSON (tombstones included,
-//!   so a quorum read can tell "deleted" from "never written"), `404` if unknown;
+//! - `GET /kv/{key}`: `200` with the [`Entry`] and its key as JSON (a
+//!   [`DumpEntry`]; tombstones included, so a quorum read can tell "deleted"
+//!   from "never written"), `404` if unknown;
 //! - `PUT /kv/{key}` with an [`Entry`] as JSON: stores it if its version is newer
-//!   than the stored one (last-writer-wins) and answers the stored entry;
+//!   than the stored one (last-writer-wins) and answers the stored entry, as `GET` does;
 //! - `DELETE /kv/{key}` with a [`Version`] as JSON: stores a tombstone at that version;
+//! - a node shutting down answers `503` with `Retry-After: 1`;
 //! - `GET /dump`: every entry with its key, for a restarted node to copy a peer;
 //! - `GET /healthz`: `200 ok` once the node is ready, `503` while it copies
 //!   its shard from its peers (the `kv-fleet` binary's catch-up; a node of
@@ -258,7 +260,17 @@ impl Inner {
 }
 
 fn unavailable() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, "node shutting down").into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        "node shutting down",
+    )
+        .into_response()
+}
+
+/// The `200` answer holding `entry` of `key`.
+fn stored(key: String, entry: Entry) -> Response {
+    Json(DumpEntry { key, entry }).into_response()
 }
 
 async fn get_key(State(node): State<Arc<Inner>>, Path(key): Path<String>) -> Response {
@@ -272,7 +284,7 @@ async fn get_key(State(node): State<Arc<Inner>>, Path(key): Path<String>) -> Res
         .get(&key)
         .cloned();
     match entry {
-        Some(entry) => Json(entry).into_response(),
+        Some(entry) => stored(key, entry),
         None => (StatusCode::NOT_FOUND, "no such key").into_response(),
     }
 }
@@ -285,7 +297,8 @@ async fn put_key(
     if let Err(res) = node.serve().await {
         return res;
     }
-    Json(node.apply(&key, entry)).into_response()
+    let kept = node.apply(&key, entry);
+    stored(key, kept)
 }
 
 async fn delete_key(
@@ -301,7 +314,8 @@ async fn delete_key(
         version,
         tombstone: true,
     };
-    Json(node.apply(&key, tombstone)).into_response()
+    let kept = node.apply(&key, tombstone);
+    stored(key, kept)
 }
 
 async fn healthz(State(node): State<Arc<Inner>>) -> Response {
