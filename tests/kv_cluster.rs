@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 mod kv_example;
-use kv_example::{cluster, common, gateway, node};
+use kv_example::{cluster, common, gateway, node, stack};
 
 use std::time::Duration;
 
@@ -280,7 +280,7 @@ async fn keys_with_reserved_characters_round_trip_and_route_alike() {
         ("caf\u{e9}", "caf%C3%A9"),
         ("user:42@eu", "user:42@eu"),
     ] {
-        assert_eq!(gateway::key_path(key), format!("/kv/{encoded}"));
+        assert_eq!(stack::key_path(key), format!("/kv/{encoded}"));
         let value = format!("value of {key}");
         let url = cluster.url(&format!("/kv/{encoded}"));
         assert_eq!(send(&client, "PUT", &url, &value).await.0, 204, "{key}");

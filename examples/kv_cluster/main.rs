@@ -42,6 +42,7 @@ mod node;
 mod prometheus;
 mod report;
 mod scale;
+mod stack;
 mod summary;
 mod workload;
 mod zipf;

@@ -27,6 +27,8 @@ mod node;
 #[allow(dead_code)] // the route from a stack handle goes unused here
 #[path = "../kv_cluster/prometheus.rs"]
 mod prometheus;
+#[path = "../kv_cluster/stack.rs"]
+mod stack;
 
 // The HTTP client every example shares, so its timeouts are set in one place.
 #[path = "../common/http.rs"]

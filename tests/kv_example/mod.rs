@@ -30,6 +30,8 @@ pub mod prometheus;
 pub mod report;
 #[path = "../../examples/kv_cluster/scale.rs"]
 pub mod scale;
+#[path = "../../examples/kv_cluster/stack.rs"]
+pub mod stack;
 #[path = "../../examples/kv_cluster/summary.rs"]
 pub mod summary;
 #[path = "../../examples/kv_cluster/workload.rs"]
