@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -34,7 +34,7 @@ use tower_fleet::http::{Http, ReplayBody, SetOriginLayer};
 use tower_fleet::stack::{StackBuilder, StackConfig, StackError, StackSnapshot};
 use tower_fleet::BoxError;
 
-use super::common::http::{client, HttpClient};
+use super::common::http::{client, send, HttpClient};
 use super::gateway::{GatewayError, MAX_VALUE};
 use super::hlc::Version;
 use super::node::{DumpEntry, Entry};
@@ -190,32 +190,19 @@ fn repair(
                 );
                 tokio::spawn(async move {
                     // A repair that fails is retried by the next read.
-                    let _ = send(&client, http::Method::PUT, &url, body.into()).await;
+                    let _ = send(
+                        &client,
+                        http::Method::PUT,
+                        &url,
+                        body.into(),
+                        REPAIR_TIMEOUT,
+                    )
+                    .await;
                 });
             }
         }
         answer.merged
     }
-}
-
-/// `method url` with a JSON `body`, bounded by [`REPAIR_TIMEOUT`].
-async fn send(client: &Client, method: http::Method, url: &str, body: Bytes) -> Option<StatusCode> {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .ok()?;
-    let exchange = async {
-        let response = client.request(request).await.ok()?;
-        let status = response.status();
-        response.into_body().collect().await.ok()?;
-        Some(status)
-    };
-    tokio::time::timeout(REPAIR_TIMEOUT, exchange)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// Which shard owns a key, by the stack's shard layer.

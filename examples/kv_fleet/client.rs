@@ -1,10 +1,7 @@
-//! The HTTP client the binary uses to reach nodes (gateway legs, read
-//! repair, a node's catch-up).
-
-use std::time::Duration;
+//! The HTTP client a node uses to catch up from its peers.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 
 /// A pooled HTTP/1 client over plain TCP, sending whole bodies.
 pub type HttpClient = crate::common::http::HttpClient<Full<Bytes>>;
@@ -14,26 +11,5 @@ pub type HttpClient = crate::common::http::HttpClient<Full<Bytes>>;
 /// connections for steady traffic.
 pub use crate::common::http::client;
 
-/// `method url` with `body`, bounded by `limit`: the status and the whole
-/// body, or `None` on a connection error or timeout.
-pub async fn send(
-    client: &HttpClient,
-    method: http::Method,
-    url: &str,
-    body: Bytes,
-    limit: Duration,
-) -> Option<(http::StatusCode, Bytes)> {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .ok()?;
-    let exchange = async {
-        let response = client.request(request).await.ok()?;
-        let status = response.status();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, body))
-    };
-    tokio::time::timeout(limit, exchange).await.ok().flatten()
-}
+/// One bounded exchange: the status and the whole body, or `None`.
+pub use crate::common::http::send;
