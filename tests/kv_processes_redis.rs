@@ -190,6 +190,22 @@ impl Fleet {
             })
             .await;
         }
+        // Each gateway subscribes to the invalidations in the background and
+        // flushes its first tier when it does: wait for that, so that no
+        // flush lands in the middle of a test's cached reads.
+        let f = &fleet;
+        for g in 0..fleet.gateways.len() {
+            wait_until(
+                &format!("gateway {g} to subscribe"),
+                DEADLINE,
+                || async move {
+                    f.counter(client, g, "tower_fleet_redis_subscriptions_total")
+                        .await
+                        >= 1
+                },
+            )
+            .await;
+        }
         fleet
     }
 
