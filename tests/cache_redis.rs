@@ -3,8 +3,6 @@
 #![cfg(feature = "redis")]
 
 use std::future::Future;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,79 +16,8 @@ use tower_fleet::cache::{Cache, CacheError, CacheHandle, Store};
 use tower_fleet::key::Key;
 use tower_fleet::BoxError;
 
-/// A Redis server for one test: the one the environment names, or one of
-/// our own (killed on drop, and killable and restartable mid-test).
-struct Server {
-    url: String,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Server {
-    /// `None` when there is neither a URL nor a `redis-server` to start:
-    /// the test then has nothing to run against.
-    fn start() -> Option<Server> {
-        if let Ok(url) = std::env::var("TOWER_FLEET_REDIS_URL") {
-            return Some(Server {
-                url,
-                port: 0,
-                child: None,
-            });
-        }
-        Self::own()
-    }
-
-    /// A server of our own, whatever the environment says.
-    fn own() -> Option<Server> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let mut s = Server {
-            url: format!("redis://127.0.0.1:{port}/"),
-            port,
-            child: None,
-        };
-        s.restart()?;
-        Some(s)
-    }
-
-    fn restart(&mut self) -> Option<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            eprintln!("redis-server is not on PATH and TOWER_FLEET_REDIS_URL is unset");
-            return None;
-        };
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            std::thread::yield_now();
-        }
-        Some(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+mod redis_server;
+use redis_server::RedisServer;
 
 /// Waits (generously) until `cond` holds, polling it between short pauses.
 async fn until<F: Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
@@ -209,9 +136,7 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_are_written_with_their_ttl_and_are_gone_from_redis_after_it() {
-    let Some(server) = Server::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let ns = namespace("ttl");
     let origin = Origin::new(Duration::ZERO);
     let ttl = Duration::from_millis(800);
@@ -264,9 +189,7 @@ async fn values_are_written_with_their_ttl_and_are_gone_from_redis_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_gateway_reaches_the_other_once_invalidated_and_never_reverts() {
-    let Some(server) = Server::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let ns = namespace("fanout");
     let origin = Origin::new(Duration::ZERO);
     let ttl = Duration::from_secs(60);
@@ -307,9 +230,7 @@ async fn a_write_through_one_gateway_reaches_the_other_once_invalidated_and_neve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_survive_redis_dying_and_the_tier_comes_back_flushed() {
     // Killing the server needs one of our own.
-    let Some(mut server) = Server::own() else {
-        return;
-    };
+    let mut server = RedisServer::own();
     let ns = namespace("outage");
     let origin = Origin::new(Duration::ZERO);
     let ttl = Duration::from_secs(60);
@@ -338,7 +259,7 @@ async fn requests_survive_redis_dying_and_the_tier_comes_back_flushed() {
     .await;
     assert!(store.first_tier().lookup_with(b"held", |e| e.is_some()) == Some(true));
 
-    server.restart().expect("redis restarts");
+    server.restart();
     until("the subscriber resubscribes", || async {
         store.snapshot().subscriptions == 2
     })
@@ -365,9 +286,7 @@ async fn requests_survive_redis_dying_and_the_tier_comes_back_flushed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_makes_one_redis_get_and_one_origin_call_per_gateway() {
-    let Some(server) = Server::start() else {
-        return;
-    };
+    let server = RedisServer::start();
     let ns = namespace("stampede");
     for _ in 0..2 {
         let origin = Origin::new(Duration::from_millis(50));

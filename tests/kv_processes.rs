@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use kv_procs::{client, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE};
+use kv_procs::{
+    client, gateway_tables, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE,
+};
 
 /// Six nodes (s0r0..s1r2) and two gateways, all on loopback.
 struct Fleet {
@@ -23,35 +25,6 @@ struct Fleet {
 }
 
 const SERVICE_TIME: &str = "1ms";
-
-/// The gateways' stack: the tables of deploy/gateway.yaml's gateway.toml,
-/// with the shards by address instead of DNS name (appended per run).
-const GATEWAY_TABLES: &str = r#"
-[cache]
-ttl = "5s"
-
-[retry]
-max_attempts = 3
-timeout = "5s"
-
-[shard]
-hops = 0
-
-[balance]
-ready_timeout = "250ms"
-
-[balance.quorum]
-n = "all"
-read = 2
-write = 2
-
-[breaker]
-consecutive_failures = 5
-open_duration = "1s"
-
-[timeout]
-request = "2s"
-"#;
 
 fn start_node(name: &str, shard: &str, listen: &str, peers: &[SocketAddr]) -> Proc {
     let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
@@ -76,7 +49,7 @@ fn start_node(name: &str, shard: &str, listen: &str, peers: &[SocketAddr]) -> Pr
 
 /// The gateways' stack: quorum W=2 and R=2 of 3, strict shards, a cache.
 fn gateway_config(nodes: &BTreeMap<String, Proc>) -> String {
-    let mut text = String::from(GATEWAY_TABLES);
+    let mut text = gateway_tables("5s");
     for shard in ["s0", "s1"] {
         let replicas: Vec<String> = (0..3)
             .map(|r| format!("\"{}\"", nodes[&format!("{shard}r{r}")].addr))

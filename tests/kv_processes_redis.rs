@@ -15,12 +15,15 @@
 //! killed when its handle drops.
 
 mod kv_procs;
+mod redis_server;
+use redis_server::RedisServer;
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use kv_procs::{client, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE};
+use kv_procs::{
+    client, gateway_tables, ready, send, wait_until, HttpClient, Proc, TempFile, DEADLINE,
+};
 
 /// The gateways' cache ttl: what a missed invalidation would cost.
 const TTL: Duration = Duration::from_secs(300);
@@ -30,99 +33,16 @@ const TTL: Duration = Duration::from_secs(300);
 /// within it cannot be the cached copy expiring.
 const INVALIDATION: Duration = Duration::from_secs(30);
 
-/// A Redis server: the environment's, or a `redis-server` of our own
-/// (killed on drop).
-struct Redis {
-    url: String,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// `TOWER_FLEET_REDIS_URL`, or a `redis-server` on a free loopback port;
-    /// panics, saying why, when neither can be had (no silent pass).
-    fn start() -> Redis {
-        if let Ok(url) = std::env::var("TOWER_FLEET_REDIS_URL") {
-            return Redis { url, child: None };
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "this test needs Redis: cannot start redis-server ({e}); install it \
-                     (apt-get install redis-server) or set TOWER_FLEET_REDIS_URL"
-                )
-            });
-        let redis = Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            child: Some(child),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on port {port} within {DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        redis
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// The gateways' stack: quorum W=2 and R=2 of 3, and a long-lived cache
 /// (the shard's replicas are appended per run).
 fn gateway_config(nodes: &[Proc]) -> String {
     let replicas: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
-    format!(
-        r#"
-[cache]
-ttl = "{ttl}s"
-
-[retry]
-max_attempts = 3
-timeout = "5s"
-
-[shard]
-hops = 0
-
-[balance]
-ready_timeout = "250ms"
-
-[balance.quorum]
-n = "all"
-read = 2
-write = 2
-
-[breaker]
-consecutive_failures = 5
-open_duration = "1s"
-
-[timeout]
-request = "2s"
-
-[[shards]]
-id = "s0"
-replicas = [{replicas}]
-"#,
-        ttl = TTL.as_secs(),
-        replicas = replicas.join(", ")
-    )
+    let mut text = gateway_tables(&format!("{}s", TTL.as_secs()));
+    text.push_str(&format!(
+        "\n[[shards]]\nid = \"s0\"\nreplicas = [{}]\n",
+        replicas.join(", ")
+    ));
+    text
 }
 
 /// Three nodes of shard s0 and two gateways sharing `redis`.
@@ -133,7 +53,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start(client: &HttpClient, redis: &Redis) -> Fleet {
+    async fn start(client: &HttpClient, redis: &RedisServer) -> Fleet {
         let nodes: Vec<Proc> = (0..3)
             .map(|r| {
                 Proc::start(
@@ -298,7 +218,7 @@ const ORIGIN_CALLS: &str = "tower_fleet_quorum_calls_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_gateway_reaches_the_others_cached_copy_through_redis() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let client = client();
     let fleet = Fleet::start(&client, &redis).await;
     // Keys of this run only: the gateways' namespace ("kv") is fixed, and
@@ -343,7 +263,7 @@ async fn a_write_through_one_gateway_reaches_the_others_cached_copy_through_redi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_with_the_redis_tier_serves_prometheus_metrics() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let client = client();
     let fleet = Fleet::start(&client, &redis).await;
     let key = format!("m-{}", fleet.gateways[0].addr.port());

@@ -143,3 +143,37 @@ pub async fn wait_until<F: std::future::Future<Output = bool>>(
 pub async fn ready(client: &HttpClient, proc: &Proc) -> bool {
     send(client, "GET", &proc.url("/healthz"), "").await.0 == 200
 }
+
+/// The gateways' stack without its shards: the tables of
+/// deploy/gateway.yaml's gateway.toml (quorum W=2 and R=2 of 3, strict
+/// shards), with a cache of `cache_ttl`. The test appends its shards.
+pub fn gateway_tables(cache_ttl: &str) -> String {
+    format!(
+        r#"
+[cache]
+ttl = "{cache_ttl}"
+
+[retry]
+max_attempts = 3
+timeout = "5s"
+
+[shard]
+hops = 0
+
+[balance]
+ready_timeout = "250ms"
+
+[balance.quorum]
+n = "all"
+read = 2
+write = 2
+
+[breaker]
+consecutive_failures = 5
+open_duration = "1s"
+
+[timeout]
+request = "2s"
+"#
+    )
+}
