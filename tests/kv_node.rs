@@ -69,6 +69,19 @@ fn hlc_orders_writes_in_the_same_millisecond_and_never_goes_back() {
     assert!(Hlc::new(2).tick(7) > Hlc::new(1).tick(7));
 }
 
+#[test]
+fn versions_round_trip_through_their_header() {
+    let v = Version {
+        millis: 1_700_000_000_123,
+        counter: 7,
+        gateway: 42,
+    };
+    assert_eq!(Version::from_header(&v.to_header()), Some(v));
+    for bad in ["", "1.2", "1.2.3.4", "a.2.3", "1.-2.3"] {
+        assert_eq!(Version::from_header(bad), None, "{bad:?}");
+    }
+}
+
 #[tokio::test]
 async fn node_keeps_the_newest_version_and_tombstones() {
     let node = node::start("s0r0", NodeConfig::default()).await.unwrap();

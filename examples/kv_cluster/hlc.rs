@@ -23,6 +23,30 @@ pub struct Version {
     pub gateway: u32,
 }
 
+/// The response header in which a node states the version of the entry it
+/// answers with, so that a quorum's merge compares versions without
+/// parsing bodies.
+pub const VERSION_HEADER: &str = "kv-version";
+
+impl Version {
+    /// The version as [`VERSION_HEADER`] carries it: `millis.counter.gateway`.
+    pub fn to_header(self) -> String {
+        format!("{}.{}.{}", self.millis, self.counter, self.gateway)
+    }
+
+    /// A version written by [`to_header`](Self::to_header); `None` if `text`
+    /// is not one.
+    pub fn from_header(text: &str) -> Option<Version> {
+        let mut parts = text.split('.');
+        let version = Version {
+            millis: parts.next()?.parse().ok()?,
+            counter: parts.next()?.parse().ok()?,
+            gateway: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(version)
+    }
+}
+
 /// A gateway's clock. `now` is monotonic: each call returns a version greater
 /// than every version it returned or [`Hlc::observe`]d before.
 #[derive(Debug)]

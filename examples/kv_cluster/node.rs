@@ -11,6 +11,7 @@
 //!   from "never written"), `404` if unknown;
 //! - `PUT /kv/{key}` with an [`Entry`] as JSON: stores it if its version is newer
 //!   than the stored one (last-writer-wins) and answers the stored entry, as `GET` does;
+//! - both answers carry the entry's version in the `kv-version` header too;
 //! - `DELETE /kv/{key}` with a [`Version`] as JSON: stores a tombstone at that version;
 //! - a node shutting down answers `503` with `Retry-After: 1`;
 //! - `GET /dump`: every entry with its key, for a restarted node to copy a peer;
@@ -39,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::common::server::{self, ServerHandle};
-use super::hlc::Version;
+use super::hlc::{Version, VERSION_HEADER};
 
 /// One stored value (or tombstone) with its version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,9 +269,11 @@ fn unavailable() -> Response {
         .into_response()
 }
 
-/// The `200` answer holding `entry` of `key`.
+/// The `200` answer holding `entry` of `key`, its version also in the
+/// [`VERSION_HEADER`] header.
 fn stored(key: String, entry: Entry) -> Response {
-    Json(DumpEntry { key, entry }).into_response()
+    let version = entry.version.to_header();
+    ([(VERSION_HEADER, version)], Json(DumpEntry { key, entry })).into_response()
 }
 
 async fn get_key(State(node): State<Arc<Inner>>, Path(key): Path<String>) -> Response {

@@ -36,7 +36,7 @@ use tower_fleet::BoxError;
 
 use super::common::http::{client, send, HttpClient};
 use super::gateway::{GatewayError, MAX_VALUE};
-use super::hlc::Version;
+use super::hlc::{Version, VERSION_HEADER};
 use super::node::{DumpEntry, Entry};
 
 /// How long a read repair's write may take.
@@ -128,9 +128,14 @@ fn entry_of(res: &NodeResponse) -> Option<DumpEntry> {
     serde_json::from_slice(res.body()).ok()
 }
 
-/// The version a node's answer holds (`None`, older than any, for none).
+/// The version a node's answer holds, from its [`VERSION_HEADER`] (`None`,
+/// older than any, for none): the merge compares replies without parsing
+/// their bodies.
 fn version_of(res: &NodeResponse) -> Option<Version> {
-    entry_of(res).map(|e| e.entry.version)
+    if res.status() != StatusCode::OK {
+        return None;
+    }
+    Version::from_header(res.headers().get(VERSION_HEADER)?.to_str().ok()?)
 }
 
 /// A node's address as the stack gives it, turned into a client for it:
@@ -174,30 +179,32 @@ fn repair(
     client: Client,
 ) -> impl FnOnce(QuorumResponse<NodeResponse, NodeResponse>) -> NodeResponse + Clone {
     move |answer: QuorumResponse<NodeResponse, NodeResponse>| {
-        let newest = entry_of(&answer.merged);
-        if let Some(newest) = &newest {
-            let behind = answer
-                .replies
-                .iter()
-                .filter(|r| version_of(&r.response) < Some(newest.entry.version));
-            for reply in behind {
-                let Ok(body) = serde_json::to_vec(&newest.entry) else {
-                    continue;
-                };
-                let (client, url) = (
+        let newest = version_of(&answer.merged);
+        let behind: Vec<_> = answer
+            .replies
+            .iter()
+            .filter(|r| version_of(&r.response) < newest)
+            .map(|r| &r.replica)
+            .collect();
+        // Replicas that agree (the usual case) cost no parsing at all.
+        let repair = if behind.is_empty() {
+            None
+        } else {
+            entry_of(&answer.merged).and_then(|newest| {
+                let body = serde_json::to_vec(&newest.entry).ok()?;
+                Some((Bytes::from(body), key_path(&newest.key)))
+            })
+        };
+        if let Some((body, path)) = repair {
+            for replica in behind {
+                let (client, url, body) = (
                     client.clone(),
-                    format!("http://{}{}", reply.replica, key_path(&newest.key)),
+                    format!("http://{replica}{path}"),
+                    body.clone(),
                 );
                 tokio::spawn(async move {
                     // A repair that fails is retried by the next read.
-                    let _ = send(
-                        &client,
-                        http::Method::PUT,
-                        &url,
-                        body.into(),
-                        REPAIR_TIMEOUT,
-                    )
-                    .await;
+                    let _ = send(&client, http::Method::PUT, &url, body, REPAIR_TIMEOUT).await;
                 });
             }
         }
