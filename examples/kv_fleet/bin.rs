@@ -12,7 +12,6 @@
 
 mod args;
 mod catch_up;
-mod client;
 
 // The node, gateway and clock of the in-process kv example, shared so that
 // both run the same code.
@@ -90,7 +89,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     let shard = args.shard.clone();
     let served = serve(listener, node.router(), &format!("node {shard}"))?;
     if !args.peers.is_empty() {
-        let client = client::client();
+        let client = common::http::client();
         let copied = catch_up::catch_up(&client, &args.peers, catch_up::PEER_WAIT, |dump| {
             node.load_dump(dump)
         })

@@ -20,7 +20,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::{send, HttpClient};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::common::http::send;
+
+/// The client a node copies its peers with.
+pub type HttpClient = crate::common::http::HttpClient<Full<Bytes>>;
 
 /// How long a node waits for a ready peer before it starts empty.
 pub const PEER_WAIT: Duration = Duration::from_secs(10);
