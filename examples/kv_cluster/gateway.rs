@@ -66,6 +66,7 @@ use super::stack::{key_path, KvStack, NodeReply, StackView};
 pub const MAX_KEY: usize = 1024;
 /// The largest value accepted, in bytes.
 pub const MAX_VALUE: usize = 64 * 1024;
+
 /// A running gateway's state; clones share it.
 #[derive(Clone)]
 pub struct Gateway {

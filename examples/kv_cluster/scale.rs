@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tower_fleet::stack::StackConfig;
+use tower_fleet::stack::{ShardEntry, StackConfig};
 
 use super::cluster::{Cluster, ClusterError};
 use super::fleet::shard_id;
@@ -93,20 +93,17 @@ where
 }
 
 /// `base` with `shards` shards of [`REPLICAS`] (placeholder addresses, one
-/// per node to start), their settings taken from `base`'s first shard, and
-/// no cache.
+/// per node to start), all alike, and no cache.
 pub fn fleet_config(base: &StackConfig, shards: usize) -> StackConfig {
     let mut config = base.clone();
     config.cache = None;
-    let template = match base.shards.first() {
-        Some(first) => first.clone(),
-        None => toml::from_str("id = \"s0\"\nreplicas = []").expect("a shard entry parses"),
-    };
+    // Every shard alike: weight 1, addressed (not discovered).
+    let template: ShardEntry =
+        toml::from_str("id = \"s0\"\nreplicas = []").expect("a shard entry parses");
     config.shards = (0..shards)
         .map(|s| {
             let mut entry = template.clone();
             entry.id = shard_id(s).into();
-            entry.discovery = None;
             entry.replicas = (1..=REPLICAS).map(|r| format!("127.0.0.1:{r}")).collect();
             entry
         })
